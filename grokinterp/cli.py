@@ -1,0 +1,213 @@
+"""The ``grokinterp`` command line: thin wrappers that compose tasks, training, runs, analyses, figures.
+
+Heavy imports (torch, TransformerLens) happen inside the commands that need them.
+Errors a user can cause print one line; exit code 2 for usage errors, 1 for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import PRESETS, ConfigError, RunConfig, preset
+from .models import MODELS, ModelError
+from .tasks import TASKS, TaskError
+
+
+class UsageError(Exception):
+    """Bad flags or values: exit code 2."""
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def _add_runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", help="folder of run directories (default: $GROKINTERP_RUNS, ./checkpoints, the repository's)")
+
+
+def _add_run(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--run", required=required, help="run name (see `grokinterp runs`) or path to a run directory")
+    _add_runs_dir(p)
+
+
+def _add_output(p: argparse.ArgumentParser, figures: bool = True, step: bool = True) -> None:
+    if step:
+        p.add_argument("--step", type=int, help="checkpoint step to analyse (default: the last)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
+    if figures:
+        p.add_argument("--no-figures", action="store_true", help="skip writing figures")
+        p.add_argument("--out", help="folder for figures (default: <run>/figures)")
+
+
+def _open_run(args):
+    from .runs import load_run
+
+    return load_run(args.run, args.runs_dir)
+
+
+def _emit(args, payload: dict, lines: list[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=1, default=_json_default))
+    else:
+        print("\n".join(lines))
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def _write_figures(args, run, figs: dict) -> list[str]:
+    """Write {stem: figure} as HTML (+ PNG where a browser is found) to the run's figures folder."""
+    if getattr(args, "no_figures", False) or not figs:
+        return []
+    from pathlib import Path
+
+    from .figures import save_figures
+
+    out = Path(args.out) if getattr(args, "out", None) else run.path / "figures"
+    written = save_figures(figs, out, quiet=getattr(args, "json", False))
+    return [str(p) for p in written]
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from .training import train
+
+    overrides = {k: v for k, v in {
+        "task": args.task, "p": args.p, "frac": args.frac, "model": args.model, "lr": args.lr, "wd": args.wd,
+        "steps": args.steps, "seed": args.seed, "split_seed": args.split_seed, "batch_size": args.batch_size,
+        "checkpoint_every": args.checkpoint_every, "optimizer": args.optimizer, "loss": args.loss,
+        "grokfast_alpha": args.grokfast_alpha, "grokfast_lambda": args.grokfast_lambda,
+        "checkpoint_dtype": args.checkpoint_dtype,
+    }.items() if v is not None}
+    if args.full_batch:
+        overrides["batch_size"] = None
+    if args.run in PRESETS:
+        base = preset(args.run)
+    elif args.run and args.resume:
+        from .runs import load_run
+
+        base = load_run(args.run, args.runs_dir).config
+    elif args.run:
+        raise UsageError(f"unknown preset {args.run!r}; choose one of {', '.join(PRESETS)}, or define a run with --task ... --name NAME")
+    elif args.task:
+        if not args.name:
+            raise UsageError("a run defined by flags needs --name NAME")
+        base = RunConfig(name=args.name, task=args.task, p=args.p or 97, description="defined by flags")
+    else:
+        raise UsageError("say what to train: --run PRESET (see `grokinterp runs`) or --task TASK --name NAME")
+    cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
+    (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
+    from .runs import Run
+
+    s = Run(run_dir).summary()
+    print(f"{cfg.name}: {s['steps_done']} steps, train acc {s['train_acc']:.3f}, test acc {s['test_acc']:.3f} -> {run_dir}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .runs import list_runs
+
+    runs = [r.summary() for r in list_runs(args.runs_dir)]
+    presets = {k: v.description for k, v in PRESETS.items()}
+    lines = ["presets:"] + [f"  {k:<12} {d}" for k, d in presets.items()] + ["", "trained runs:"]
+    for s in runs:
+        acc = f"train {s['train_acc']:.3f}  test {s['test_acc']:.3f}" if "train_acc" in s else "no metrics yet"
+        lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
+    if not runs:
+        lines.append("  (none yet: `grokinterp train --run modadd113`)")
+    _emit(args, {"presets": presets, "runs": runs}, lines)
+    return 0
+
+
+def cmd_table(args) -> int:
+    from .tasks import Task, format_table
+
+    task = Task(args.task, args.p)
+    train_idx = None if args.frac is None else task.split(args.frac, args.seed)[0]
+    print(f"{task.formula}: {len(task)} equations" + ("" if args.frac is None else f", {len(train_idx)} shown, the rest '?'"))
+    print(format_table(task, train_idx, args.symbols, args.size))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "table": cmd_table}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grokinterp", description="Train grokking models and take them apart.")
+    parser.add_argument("--version", action="version", version=f"grokinterp {__import__('grokinterp').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a preset or a run defined by flags, with dense checkpoints")
+    p.add_argument("--run", help=f"preset ({', '.join(PRESETS)}) or, with --resume, an existing run")
+    p.add_argument("--name", help="run name (default: the preset's)")
+    p.add_argument("--task", help=f"operation: {', '.join(TASKS)}")
+    p.add_argument("--p", type=int, help="modulus for modular tasks (default 97 for flag-defined runs)")
+    p.add_argument("--frac", type=float, help="training fraction in (0, 1)")
+    p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--wd", type=float, help="AdamW weight decay")
+    p.add_argument("--steps", type=int, help="total optimiser steps (with --resume: extend the run)")
+    p.add_argument("--seed", type=int, help="model initialisation seed")
+    p.add_argument("--split-seed", type=int, help="train/test split seed")
+    p.add_argument("--batch-size", type=int, help="minibatch size (Power et al.: 512)")
+    p.add_argument("--full-batch", action="store_true", help="train on the whole training set each step")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--checkpoint-dtype", choices=["float32", "float16"])
+    p.add_argument("--optimizer", choices=["adamw", "grokfast", "perpendicular"])
+    p.add_argument("--grokfast-alpha", type=float)
+    p.add_argument("--grokfast-lambda", type=float)
+    p.add_argument("--loss", choices=["ce", "stablemax"])
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_runs_dir(p)
+
+    p = sub.add_parser("runs", help="list presets and trained runs")
+    _add_runs_dir(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("table", help="print an operation table with held-out cells as '?' (Power et al. Fig. 1)")
+    p.add_argument("--task", required=True, help=f"operation: {', '.join(TASKS)}")
+    p.add_argument("--p", type=int, default=97)
+    p.add_argument("--frac", type=float, help="show only this training fraction; the rest prints '?'")
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--symbols", choices=["letters", "emoji", "numbers"], default="letters")
+    p.add_argument("--size", type=int, default=12, help="show the top-left SIZE x SIZE corner (default 12)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .store import RunError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, TaskError, ModelError) as e:
+        print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except RunError as e:
+        print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"grokinterp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""``RunConfig``: everything that defines a run, and the named presets.
+
+A config round-trips through JSON (``to_dict`` / ``from_dict``) and is saved as ``config.json``
+in the run directory together with the command that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .models import model_spec
+from .tasks import Task, TaskError
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    task: str = "add"
+    p: int = 113
+    frac: float = 0.3
+    split_seed: int = 598
+    seed: int = 999  # model initialisation
+    model: str = "nanda-1l"
+    lr: float = 1e-3
+    wd: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup: int = 10  # linear warm-up over this many updates
+    batch_size: int | None = None  # None: full batch; else min(batch_size, half the train set)
+    steps: int = 25_000
+    checkpoint_every: int = 100
+    log_checkpoints: bool = True  # extra log-spaced checkpoints before the first regular one
+    optimizer: str = "adamw"  # adamw | grokfast | perpendicular
+    grokfast_alpha: float = 0.98
+    grokfast_lambda: float = 2.0
+    loss: str = "ce"  # ce | stablemax
+    checkpoint_dtype: str = "float32"  # float32 | float16 (storage only)
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))
+        model_spec(self.model)
+        self.make_task()
+        checks = [
+            (0 < self.frac < 1, f"training fraction must be in (0, 1), got {self.frac}"),
+            (self.steps >= 1, f"steps must be positive, got {self.steps}"),
+            (self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (self.wd >= 0, f"weight decay must be non-negative, got {self.wd}"),
+            (self.optimizer in ("adamw", "grokfast", "perpendicular"), f"unknown optimizer {self.optimizer!r}; choose adamw, grokfast or perpendicular"),
+            (self.loss in ("ce", "stablemax"), f"unknown loss {self.loss!r}; choose ce or stablemax"),
+            (self.checkpoint_dtype in ("float32", "float16"), f"checkpoint_dtype must be float32 or float16, got {self.checkpoint_dtype!r}"),
+            (self.batch_size is None or self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
+            (bool(self.name) and "/" not in self.name and not self.name.startswith("."), f"bad run name {self.name!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    def make_task(self) -> Task:
+        try:
+            return Task(self.task, self.p, op_token=model_spec(self.model).op_token)
+        except TaskError as e:
+            raise ConfigError(str(e)) from None
+
+    def effective_batch_size(self, n_train: int) -> int:
+        """Full batch, or Power et al.'s min(batch_size, half the training set)."""
+        return n_train if self.batch_size is None else max(1, min(self.batch_size, n_train // 2))
+
+    def checkpoint_steps(self) -> list[int]:
+        """0, log-spaced steps below the first regular checkpoint, every ``checkpoint_every``, the last."""
+        steps = set(range(0, self.steps + 1, self.checkpoint_every)) | {self.steps}
+        if self.log_checkpoints:
+            k = 0
+            while (s := round(10 ** (k / 4))) < self.checkpoint_every and s <= self.steps:
+                steps.add(s)
+                k += 1
+        return sorted(steps)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"config has unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS: dict[str, RunConfig] = {
+    "modadd113": RunConfig(
+        name="modadd113",
+        description="Nanda et al. 2023: a+b mod 113, 30% data, 1-layer, full batch, AdamW wd 1",
+    ),
+    "s5": RunConfig(
+        name="s5",
+        task="s5_mul",
+        p=0,
+        frac=0.3,
+        split_seed=0,
+        seed=0,
+        model="power-2l",
+        batch_size=512,
+        steps=15_000,
+        checkpoint_every=250,
+        description="Power et al. 2022: x*y in S5, 30% data, 2-layer, batch 512, AdamW wd 1",
+    ),
+    "tiny23": RunConfig(
+        name="tiny23",
+        p=23,
+        frac=0.7,
+        split_seed=0,
+        seed=0,
+        model="tiny-1l",
+        lr=1e-2,
+        steps=1_000,
+        checkpoint_every=50,
+        description="a+b mod 23 on a small 1-layer model: groks on a CPU in well under a minute",
+    ),
+}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

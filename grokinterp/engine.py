@@ -1,0 +1,144 @@
+"""The fast training path: a HookedTransformer forward over stacked parameters, and AdamW.
+
+Parameters keep TransformerLens names and shapes with a leading ensemble axis E
+(``embed.W_E``: (E, d_vocab, d_model), ``blocks.0.attn.W_Q``: (E, n_heads, d_model, d_head), ...),
+so one model is E = 1 and an ensemble of seeds / weight decays / data fractions is one batched
+computation. The forward is the HookedTransformer's arithmetic, reordered to compute only what
+the loss needs:
+
+- layer 0 reads token + position embeddings, so its LayerNorm and Q/K/V projections are computed
+  once per (token, position) on the d_vocab x n_ctx table and gathered per example;
+- the last layer's queries, MLP and unembedding run only at the final (``=``) position.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from .models import ModelSpec
+
+LN_EPS = 1e-5  # TransformerLens' default
+
+
+def layer_norm(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """TransformerLens LayerNorm over the last axis; w, b: (E, d_model) broadcast over the middle."""
+    x = x - x.mean(-1, keepdim=True)
+    x = x / (x.pow(2).mean(-1, keepdim=True) + LN_EPS).sqrt()
+    shape = (w.shape[0],) + (1,) * (x.dim() - 2) + (w.shape[-1],)
+    return x * w.reshape(shape) + b.reshape(shape)
+
+
+def _gather(table: Tensor, tokens: Tensor) -> Tensor:
+    """table (E, V, T', *rest), tokens (E, B, T') -> (E, B, T', *rest): table[e, tokens[e,b,t], t]."""
+    E, V, T = table.shape[:3]
+    offsets = torch.arange(T, device=tokens.device) + V * T * torch.arange(E, device=tokens.device)[:, None, None]
+    rows = torch.index_select(table.reshape(E * V * T, *table.shape[3:]), 0, (tokens * T + offsets).reshape(-1))
+    return rows.reshape(E, tokens.shape[1], T, *table.shape[3:])
+
+
+def _project(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """x (E, *, d_model), W (E, H, d_model, d_head), b (E, H, d_head) -> (E, *, H, d_head)."""
+    E = x.shape[0]
+    out = torch.einsum("end,ehdk->enhk", x.reshape(E, -1, x.shape[-1]), W) + b[:, None]
+    return out.reshape(*x.shape[:-1], *W.shape[1:2], W.shape[-1])
+
+
+def forward(
+    params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec
+) -> Float[Tensor, "E batch d_vocab_out"]:
+    """Logits at the final position for every example of every ensemble member."""
+    E, B, T = tokens.shape
+    ln = spec.normalization_type is not None
+    table = params["embed.W_E"][:, :, None, :] + params["pos_embed.W_pos"][:, None, :T, :]  # (E, V, T, d)
+    resid = _gather(table, tokens)  # (E, B, T, d)
+    for layer in range(spec.n_layers):
+        p = lambda k: params[f"blocks.{layer}.{k}"]  # noqa: E731
+        last = layer == spec.n_layers - 1
+        qpos = slice(T - 1, T) if last else slice(0, T)
+        src = table if layer == 0 else resid  # layer 0: project the (token, position) table once
+        h = layer_norm(src, p("ln1.w"), p("ln1.b")) if ln else src
+        q, k, v = (_project(x, p(f"attn.W_{n}"), p(f"attn.b_{n}")) for x, n in ((h[:, :, qpos], "Q"), (h, "K"), (h, "V")))
+        if layer == 0:
+            q, k, v = _gather(q, tokens[:, :, qpos]), _gather(k, tokens), _gather(v, tokens)
+        scores = torch.einsum("ebqhd,ebkhd->ebhqk", q, k) / math.sqrt(spec.d_head)
+        if not last:
+            causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).triu(1)
+            scores = scores.masked_fill(causal, float("-inf"))
+        z = torch.einsum("ebhqk,ebkhd->ebqhd", scores.softmax(-1), v)
+        attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
+        resid = resid[:, :, qpos] + attn_out
+        if not spec.attn_only:
+            h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if ln else resid
+            pre = torch.einsum("ebqm,emn->ebqn", h, p("mlp.W_in")) + p("mlp.b_in")[:, None, None]
+            resid = resid + torch.einsum("ebqn,enm->ebqm", pre.relu(), p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
+    final = resid[:, :, -1]
+    if ln:
+        final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])
+    return torch.einsum("ebm,emv->ebv", final, params["unembed.W_U"]) + params["unembed.b_U"][:, None]
+
+
+def stablemax_log_probs(logits: Tensor) -> Tensor:
+    """log of StableMax (Prieto et al. 2025): s(x) = x + 1 for x >= 0, 1 / (1 - x) otherwise."""
+    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits.clamp(max=0)))
+    return s.log() - s.sum(-1, keepdim=True).log()
+
+
+def per_example_loss(logits: Tensor, labels: Tensor, loss: str = "ce") -> Tensor:
+    """Cross-entropy in float64 (log-softmax, or log-StableMax), shape = labels.shape."""
+    logits = logits.double()
+    logp = stablemax_log_probs(logits) if loss == "stablemax" else logits.log_softmax(-1)
+    return -logp.gather(-1, labels[..., None])[..., 0]
+
+
+class AdamW:
+    """torch.optim.AdamW's update with a per-model learning rate and weight decay (shape (E,)).
+
+    Optional gradient transforms, applied between backward and the update, per model and tensor:
+    Grokfast-EMA (Lee et al. 2024): mu <- alpha mu + (1 - alpha) g; g <- g + lambda mu.
+    Perpendicular gradient (Prieto et al. 2025): g <- g - (w.g / w.w) w, rescaled to |g|.
+    """
+
+    def __init__(self, params: dict[str, Tensor], lr: Tensor, wd: Tensor, betas=(0.9, 0.98), eps=1e-8,
+                 grokfast: tuple[Tensor, Tensor] | None = None, perpendicular: Tensor | None = None):
+        self.params, self.lr, self.wd, self.betas, self.eps = params, lr, wd, betas, eps
+        self.grokfast, self.perpendicular = grokfast, perpendicular
+        self.state = {f"{kind}.{n}": torch.zeros_like(p) for n, p in params.items() for kind in ("m", "v")}
+        if grokfast is not None:
+            self.state.update({f"ema.{n}": torch.zeros_like(p) for n, p in params.items()})
+        self.t = 0
+
+    @staticmethod
+    def _per_model(x: Tensor, like: Tensor) -> Tensor:
+        return x.reshape((-1,) + (1,) * (like.dim() - 1))
+
+    @torch.no_grad()
+    def step(self, lr_scale: float = 1.0) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for name, p in self.params.items():
+            g = p.grad
+            if self.perpendicular is not None:
+                dims = tuple(range(1, p.dim()))
+                norm_g = g.norm(dim=dims, keepdim=True)
+                proj = (p * g).sum(dims, keepdim=True) / (p * p).sum(dims, keepdim=True).clamp_min(1e-30)
+                g_perp = g - proj * p
+                g_perp = g_perp * norm_g / g_perp.norm(dim=dims, keepdim=True).clamp_min(1e-30)
+                on = self._per_model(self.perpendicular, p)
+                g = torch.where(on, g_perp, g)
+            if self.grokfast is not None:
+                alpha, lam = (self._per_model(x, p) for x in self.grokfast)
+                ema = self.state[f"ema.{name}"]
+                ema.mul_(alpha).add_((1 - alpha) * g)
+                g = g + lam * ema
+            lr = self._per_model(self.lr, p) * lr_scale
+            p.mul_(1 - lr * self._per_model(self.wd, p))
+            m, v = self.state[f"m.{name}"], self.state[f"v.{name}"]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / math.sqrt(c2)).add_(self.eps)
+            p.sub_(lr / c1 * m / denom)

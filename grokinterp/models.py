@@ -1,0 +1,101 @@
+"""TransformerLens ``HookedTransformer`` configurations for the papers' models.
+
+``nanda-1l`` (Nanda et al. 2023, the TransformerLens grokking demo): 1 layer, d_model 128, 4 heads
+of 32, d_mlp 512, ReLU, no LayerNorm, learned positions, all biases frozen at zero. Inputs are the
+3 tokens ``x y =``; the answer is read at the ``=`` position.
+
+``power-2l`` (Power et al. 2022, A.1.2): a causal decoder with 2 layers, width 128, 4 heads,
+d_mlp 512 (393k non-embedding parameters), biases frozen at zero. We use TransformerLens'
+pre-LayerNorm blocks and learned positions (Power's code: post-LN, fixed sinusoidal positions).
+Inputs are the 4 tokens ``x op y =``; the answer is read at ``=``.
+
+``tiny-1l``: nanda-1l at d_model 64, 4 heads of 16, d_mlp 256, for tests and quick experiments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_mlp: int
+    normalization_type: str | None
+    op_token: bool
+    attn_only: bool = False
+    act_fn: str = "relu"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+
+MODELS: dict[str, ModelSpec] = {
+    "nanda-1l": ModelSpec(1, 128, 4, 512, None, op_token=False),
+    "power-2l": ModelSpec(2, 128, 4, 512, "LN", op_token=True),
+    "tiny-1l": ModelSpec(1, 64, 4, 256, None, op_token=False),
+}
+
+
+class ModelError(ValueError):
+    """An unknown model name or a config that does not fit."""
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def hooked_config(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: int, device: str = "cpu"):
+    """The ``HookedTransformerConfig`` of a named model for a vocabulary and context length."""
+    from transformer_lens import HookedTransformerConfig
+
+    spec = model_spec(model)
+    return HookedTransformerConfig(
+        n_layers=spec.n_layers,
+        d_model=spec.d_model,
+        d_head=spec.d_head,
+        n_heads=spec.n_heads,
+        d_mlp=spec.d_mlp,
+        d_vocab=d_vocab,
+        d_vocab_out=d_vocab_out,
+        n_ctx=n_ctx,
+        act_fn=spec.act_fn,
+        normalization_type=spec.normalization_type,
+        attn_only=spec.attn_only,
+        device=device,
+        seed=seed,
+        default_prepend_bos=False,
+    )
+
+
+def build_model(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: int, device: str = "cpu"):
+    """A freshly initialised ``HookedTransformer`` (TransformerLens init, seeded)."""
+    from transformer_lens import HookedTransformer
+
+    ht = HookedTransformer(hooked_config(model, d_vocab, d_vocab_out, n_ctx, seed, device))
+    for name, p in ht.named_parameters():
+        if not is_trainable(name):
+            p.requires_grad_(False)
+    return ht
+
+
+def is_trainable(name: str) -> bool:
+    """Biases of attention, MLP and unembedding stay frozen at zero (as in both papers' code)."""
+    leaf = name.rsplit(".", 1)[-1]
+    return not leaf.startswith("b_")
+
+
+def parameter_names(ht) -> list[str]:
+    """Names of the parameters (not buffers) of a HookedTransformer, in state-dict order."""
+    return [n for n, _ in ht.named_parameters()]
+
+
+def non_embedding_parameters(ht) -> int:
+    """Trainable weights in the blocks (Power et al. count: about 4e5 for power-2l)."""
+    return sum(p.numel() for n, p in ht.named_parameters() if n.startswith("blocks.") and p.requires_grad)

@@ -1,0 +1,192 @@
+"""Reading run directories: ``load_run(name)`` -> ``Run`` with config, task, split, metrics, models.
+
+    run = load_run("modadd113")
+    run.steps                        # checkpoint steps on disk
+    run.metrics["test_acc"]          # numpy arrays, one entry per logged step
+    model = run.model(step=10_000)   # a HookedTransformer (loaded lazily)
+    W = run.stacked_weights()        # {name: (n_checkpoints, ...)} for batched analyses
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, RunConfig
+from .store import (
+    RunError,
+    checkpoint_path,
+    checkpoint_steps_on_disk,
+    find_run_dir,
+    read_json,
+    read_metrics,
+    read_tensors,
+    search_dirs,
+)
+from .tasks import Task
+
+
+@dataclass
+class Run:
+    """One run directory opened for reading. Nothing is loaded until asked for."""
+
+    path: Path
+
+    @cached_property
+    def record(self) -> dict:
+        return read_json(self.path / "config.json")
+
+    @cached_property
+    def config(self) -> RunConfig:
+        try:
+            return RunConfig.from_dict(self.record["config"])
+        except (KeyError, TypeError, ConfigError) as e:
+            raise RunError(f"{self.path / 'config.json'} is corrupt ({e}); restore it or retrain the run") from None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def command(self) -> str:
+        return self.record.get("command", "")
+
+    @cached_property
+    def task(self) -> Task:
+        return self.config.make_task()
+
+    @cached_property
+    def train_idx(self) -> np.ndarray:
+        """Indices into ``task.pairs`` of the training pairs."""
+        split = read_json(self.path / "split.json")
+        try:
+            idx = np.asarray(split["train"], dtype=np.int64)
+            ok = split["n_pairs"] == len(self.task) and idx.ndim == 1 and len(idx) and idx.min() >= 0 and idx.max() < len(self.task)
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise RunError(f"{self.path / 'split.json'} is corrupt or does not fit task {self.task.name}; restore it or retrain the run")
+        return idx
+
+    @cached_property
+    def test_idx(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(len(self.task)), self.train_idx)
+
+    @cached_property
+    def train_mask(self) -> np.ndarray:
+        """Shape (N,): True for training pairs."""
+        m = np.zeros(len(self.task), bool)
+        m[self.train_idx] = True
+        return m
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Columns step, train_loss, train_acc, test_loss, test_acc as arrays (read afresh each time)."""
+        rows = read_metrics(self.path / "metrics.csv")
+        keys = rows[0].keys() if rows else ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
+        return {k: np.array([r[k] for r in rows]) for k in keys}
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpoint steps on disk (a run still training gains more)."""
+        return checkpoint_steps_on_disk(self.path)
+
+    def resolve_step(self, step: int | None) -> int:
+        steps = self.steps
+        if not steps:
+            raise RunError(f"run {self.name} has no checkpoints yet; train it first")
+        if step is None or step == -1:
+            return steps[-1]
+        if step not in steps:
+            near = min(steps, key=lambda s: abs(s - step))
+            raise RunError(f"run {self.name} has no checkpoint at step {step}; the nearest is {near}")
+        return step
+
+    def weights(self, step: int | None = None) -> dict:
+        """Parameters of one checkpoint as float32 tensors, checked against the config."""
+        step = self.resolve_step(step)
+        tensors, _ = read_tensors(checkpoint_path(self.path, step))
+        self._check_shapes(tensors, step)
+        return {k: v.float() for k, v in tensors.items()}
+
+    def stacked_weights(self, steps: list[int] | None = None, names: list[str] | None = None) -> dict:
+        """{name: tensor (n_steps, ...)} over checkpoints (all by default) for batched analyses."""
+        import torch
+
+        steps = self.steps if steps is None else [self.resolve_step(s) for s in steps]
+        per_step = [self.weights(s) for s in steps]
+        keys = names or list(per_step[0])
+        return {k: torch.stack([w[k] for w in per_step]) for k in keys}
+
+    @cached_property
+    def _expected_shapes(self) -> dict:
+        ht = self._empty_model()
+        return {n: tuple(p.shape) for n, p in ht.named_parameters()}
+
+    def _check_shapes(self, tensors: dict, step: int) -> None:
+        expected = self._expected_shapes
+        got = {k: tuple(v.shape) for k, v in tensors.items()}
+        if got != expected:
+            bad = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got[k]]
+            raise RunError(
+                f"checkpoint step {step} of run {self.name} does not match its config ({', '.join(bad[:3])}); "
+                "it was written by another model: retrain the run or fix config.json"
+            )
+
+    def _empty_model(self, device: str = "cpu"):
+        from .models import build_model
+
+        t = self.task
+        return build_model(self.config.model, t.d_vocab, t.n, t.n_ctx, seed=self.config.seed, device=device)
+
+    def model(self, step: int | None = None, device: str = "cpu"):
+        """The checkpoint at ``step`` (default: the last) as a TransformerLens HookedTransformer."""
+        import torch
+
+        weights = self.weights(step)
+        ht = self._empty_model(device)
+        with torch.no_grad():
+            for name, p in ht.named_parameters():
+                p.copy_(weights[name])
+        return ht.eval()
+
+    def summary(self) -> dict:
+        m = self.metrics
+        steps = self.steps
+        out = {"name": self.name, "task": self.task.formula, "model": self.config.model, "frac": self.config.frac,
+               "steps_done": int(m["step"][-1]) if len(m["step"]) else 0, "steps_planned": self.config.steps,
+               "checkpoints": len(steps)}
+        if len(m["step"]):
+            out.update(train_acc=float(m["train_acc"][-1]), test_acc=float(m["test_acc"][-1]))
+        return out
+
+
+def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
+    """Open a run by name (looked up in runs_dir / $GROKINTERP_RUNS, ./checkpoints, the repo's) or by path."""
+    path = Path(name)
+    if (path / "config.json").is_file():
+        return Run(path)
+    found = find_run_dir(str(name), runs_dir)
+    if found is None:
+        from .config import PRESETS
+
+        where = ", ".join(str(d) for d in search_dirs(runs_dir))
+        hint = f"train it with `grokinterp train --run {name}`" if name in PRESETS else "see `grokinterp runs` for what exists"
+        raise RunError(f"no run named {name!r} in {where}; {hint}")
+    return Run(found)
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
+    """Every run directory in the search folders (first folder wins for a repeated name)."""
+    seen, out = set(), []
+    for d in search_dirs(runs_dir):
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            if (sub / "config.json").is_file() and sub.name not in seen:
+                seen.add(sub.name)
+                out.append(Run(sub))
+    return out

@@ -1,0 +1,140 @@
+"""The run directory: layout, atomic writes, and where run names are looked up.
+
+    <runs dir>/<name>/config.json          RunConfig, the command that made it, versions
+    <runs dir>/<name>/split.json           train indices into task.pairs (test = the rest)
+    <runs dir>/<name>/metrics.csv          step, train/test loss and accuracy at every checkpoint
+    <runs dir>/<name>/checkpoints/step_XXXXXXXX.safetensors   HookedTransformer parameters
+    <runs dir>/<name>/state.safetensors    weights + optimiser state to resume (not shipped)
+    <runs dir>/<name>/figures/             what the analysis commands draw
+
+Nothing here unpickles: safetensors, JSON and CSV only. Every write goes to a temporary file in
+the same folder and is renamed into place, so a kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+REPO_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+METRIC_FIELDS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
+
+
+class RunError(Exception):
+    """A run that cannot be found or read (missing or corrupt files, mismatched checkpoint)."""
+
+
+def search_dirs(runs_dir: str | Path | None = None) -> list[Path]:
+    """Where run names are looked up: --runs-dir / $GROKINTERP_RUNS, ./checkpoints, the repository's."""
+    dirs = []
+    if runs_dir is not None:
+        dirs.append(Path(runs_dir))
+    elif os.environ.get("GROKINTERP_RUNS"):
+        dirs.append(Path(os.environ["GROKINTERP_RUNS"]))
+    dirs += [Path.cwd() / "checkpoints", REPO_CHECKPOINTS]
+    unique = []
+    for d in dirs:
+        if d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def default_runs_dir(runs_dir: str | Path | None = None) -> Path:
+    """Where a new run is written: the first of the search folders."""
+    return search_dirs(runs_dir)[0]
+
+
+def find_run_dir(name: str, runs_dir: str | Path | None = None) -> Path | None:
+    for d in search_dirs(runs_dir):
+        if (d / name / "config.json").is_file():
+            return d / name
+    return None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def atomic_write_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata))
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; the run directory is incomplete (retrain it or restore the file)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is corrupt ({e.msg if hasattr(e, 'msg') else e}); restore it or retrain the run") from None
+
+
+def read_tensors(path: Path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file, with one-line errors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; retrain the run or pick a step that exists") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RunError(f"{path} is corrupt ({e}); delete it and resume or retrain the run") from None
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (r[k] if k == "step" else f"{r[k]:.9g}") for k in METRIC_FIELDS})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_metrics(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != METRIC_FIELDS:
+                raise RunError(f"{path} is corrupt (columns {reader.fieldnames}); restore it or retrain the run")
+            return [{k: (int(r[k]) if k == "step" else float(r[k])) for k in METRIC_FIELDS} for r in reader]
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; the run directory is incomplete (retrain it or restore the file)") from None
+    except (ValueError, TypeError) as e:
+        raise RunError(f"{path} is corrupt ({e}); restore it or retrain the run") from None
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:08d}.safetensors"
+
+
+def checkpoint_steps_on_disk(run_dir: Path) -> list[int]:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    steps = []
+    for f in folder.glob("step_*.safetensors"):
+        try:
+            steps.append(int(f.stem.split("_")[1]))
+        except (IndexError, ValueError):
+            continue
+    return sorted(steps)

@@ -1,0 +1,96 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import grokinterp as gi
+from grokinterp.config import ConfigError
+from grokinterp.store import checkpoint_path, read_tensors
+
+
+def test_tiny_run_memorises_then_generalises(tiny_run):
+    m = tiny_run.metrics
+    memorised = np.flatnonzero(m["train_acc"] >= 0.99)[0]
+    generalised = np.flatnonzero(m["test_acc"] >= 0.95)[0]
+    assert m["test_acc"][memorised] < 0.8  # memorised first ...
+    assert m["step"][generalised] >= 5 * m["step"][memorised]  # ... generalised much later
+    assert m["test_acc"][-1] >= 0.95
+    assert m["train_loss"][-1] < m["train_loss"][0]
+    assert tiny_run.steps[:4] == [0, 1, 2, 3] and tiny_run.steps[-1] == 1000  # log-spaced, then every 50
+
+
+def test_loaded_model_is_a_hooked_transformer(tiny_run):
+    from transformer_lens import HookedTransformer
+
+    model = tiny_run.model()
+    assert isinstance(model, HookedTransformer)
+    inputs = tiny_run.task.all_inputs()
+    logits, cache = model.run_with_cache(inputs)
+    acc = (logits[:, -1].argmax(-1) == tiny_run.task.all_labels()).double()
+    assert abs(acc[tiny_run.test_idx].mean().item() - tiny_run.metrics["test_acc"][-1]) < 1e-9
+    assert cache["blocks.0.mlp.hook_post"].shape == (len(inputs), 3, 256)
+
+
+def small(name, **kw):
+    return gi.preset("tiny23").replace(name=name, steps=120, checkpoint_every=20, **kw)
+
+
+def test_same_config_gives_identical_metrics(tmp_path):
+    gi.train(small("a"), runs_dir=tmp_path, progress=False)
+    gi.train(small("b"), runs_dir=tmp_path, progress=False)
+    a, b = gi.load_run("a", tmp_path).metrics, gi.load_run("b", tmp_path).metrics
+    for k in a:
+        assert (a[k] == b[k]).all()
+
+
+def test_ensemble_member_equals_run_alone(tmp_path):
+    cfgs = [small("e1"), small("e2", seed=5, wd=0.3, frac=0.5, lr=3e-3), small("e3", optimizer="grokfast", split_seed=4)]
+    gi.train(cfgs, runs_dir=tmp_path / "ens", progress=False)
+    for c in cfgs:
+        gi.train(c, runs_dir=tmp_path / "alone", progress=False)
+        ens, alone = (gi.load_run(c.name, tmp_path / d) for d in ("ens", "alone"))
+        w1, w2 = ens.weights(), alone.weights()
+        for k in w1:
+            torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ens.metrics["test_loss"], alone.metrics["test_loss"], rtol=1e-4)
+
+
+def test_ensemble_members_must_share_the_task(tmp_path):
+    with pytest.raises(ConfigError):
+        gi.train([small("x"), small("y", p=29)], runs_dir=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("batch", [None, 64])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, batch):
+    """SIGKILL a CLI training process mid-run, resume it, and compare with an uninterrupted run."""
+    cfg = gi.preset("tiny23").replace(name="k", steps=400, checkpoint_every=20, batch_size=batch)
+    gi.train(cfg.replace(name="ref"), runs_dir=tmp_path, progress=False)
+    args = [sys.executable, "-m", "grokinterp.cli", "train", "--run", "tiny23", "--name", "k", "--steps", "400",
+            "--checkpoint-every", "20", "--runs-dir", str(tmp_path), "--no-progress"]
+    args += ["--batch-size", str(batch)] if batch else ["--full-batch"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = tmp_path / "k" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) > 12:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = gi.load_run("k", tmp_path)
+    assert 0 < run.metrics["step"][-1] < 400
+    out = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    ref, res = gi.load_run("ref", tmp_path), gi.load_run("k", tmp_path)
+    assert res.steps == ref.steps
+    a, _ = read_tensors(checkpoint_path(ref.path, 400))
+    b, _ = read_tensors(checkpoint_path(res.path, 400))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (res.metrics["test_loss"] == ref.metrics["test_loss"]).all()
