@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .config import PRESETS, ConfigError, RunConfig, preset
 from .models import MODELS, ModelError
@@ -69,8 +70,6 @@ def _write_figures(args, run, figs: dict) -> list[str]:
     """Write {stem: figure} as HTML (+ PNG where a browser is found) to the run's figures folder."""
     if getattr(args, "no_figures", False) or not figs:
         return []
-    from pathlib import Path
-
     from .figures import save_figures
 
     out = Path(args.out) if getattr(args, "out", None) else run.path / "figures"
@@ -141,7 +140,28 @@ def cmd_table(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "table": cmd_table}
+def _report_command(args, report) -> int:
+    written = _write_figures(args, _open_run(args), report.figures)
+    if written and not args.json:
+        report.lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
+    _emit(args, {**report.payload, "figures": written}, report.lines)
+    return 0
+
+
+def cmd_fourier(args) -> int:
+    from .report import fourier_report
+
+    return _report_command(args, fourier_report(_open_run(args), args.step, args.threshold))
+
+
+def cmd_progress(args) -> int:
+    from .report import progress_report
+
+    freqs = [int(k) for k in args.freqs.split(",")] if args.freqs else None
+    return _report_command(args, progress_report(_open_run(args), freqs, progress=not args.json))
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--symbols", choices=["letters", "emoji", "numbers"], default="letters")
     p.add_argument("--size", type=int, default=12, help="show the top-left SIZE x SIZE corner (default 12)")
+
+    p = sub.add_parser("fourier", help="key frequencies and Fourier spectra of a modular-arithmetic run (Nanda et al.)")
+    _add_run(p)
+    _add_output(p)
+    p.add_argument("--threshold", type=float, default=0.85, help="neuron share needed to join a frequency cluster")
+
+    p = sub.add_parser("progress", help="progress measures and phases over every checkpoint (Nanda et al.)")
+    _add_run(p)
+    _add_output(p, step=False)
+    p.add_argument("--freqs", help="comma-separated key frequencies (default: found at the last checkpoint)")
     return parser
 
 

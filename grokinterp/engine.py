@@ -48,9 +48,13 @@ def _project(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
 
 
 def forward(
-    params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec
+    params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec, cache: dict | None = None
 ) -> Float[Tensor, "E batch d_vocab_out"]:
-    """Logits at the final position for every example of every ensemble member."""
+    """Logits at the final position for every example of every ensemble member.
+
+    With ``cache`` (a dict), the final position's last-layer MLP activations are stored under
+    ``"mlp_post"`` (E, batch, d_mlp), as ``blocks.{L-1}.mlp.hook_post[:, -1]`` would give.
+    """
     E, B, T = tokens.shape
     ln = spec.normalization_type is not None
     table = params["embed.W_E"][:, :, None, :] + params["pos_embed.W_pos"][:, None, :T, :]  # (E, V, T, d)
@@ -73,8 +77,10 @@ def forward(
         resid = resid[:, :, qpos] + attn_out
         if not spec.attn_only:
             h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if ln else resid
-            pre = torch.einsum("ebqm,emn->ebqn", h, p("mlp.W_in")) + p("mlp.b_in")[:, None, None]
-            resid = resid + torch.einsum("ebqn,enm->ebqm", pre.relu(), p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
+            post = (torch.einsum("ebqm,emn->ebqn", h, p("mlp.W_in")) + p("mlp.b_in")[:, None, None]).relu()
+            if cache is not None and last:
+                cache["mlp_post"] = post[:, :, -1]
+            resid = resid + torch.einsum("ebqn,enm->ebqm", post, p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
     final = resid[:, :, -1]
     if ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])

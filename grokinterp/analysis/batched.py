@@ -1,0 +1,51 @@
+"""Run every checkpoint at once: weights stacked along a leading checkpoint axis S.
+
+Analyses take ``weights``: {TransformerLens parameter name: tensor (S, ...)} (from
+``Run.stacked_weights()``), or a single ``HookedTransformer`` (S = 1). The forward is the training
+engine's, so S checkpoints cost one batched pass instead of S ``run_with_cache`` calls.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from ..engine import forward
+from ..models import ModelSpec
+from ..tasks import Task
+
+
+def as_stacked(model_or_weights) -> dict[str, Tensor]:
+    """{name: (S, ...)} from stacked weights (returned as is) or from one HookedTransformer (S = 1)."""
+    if isinstance(model_or_weights, dict):
+        return model_or_weights
+    return {n: p.detach()[None].float().cpu() for n, p in model_or_weights.named_parameters()}
+
+
+def n_checkpoints(weights: dict[str, Tensor]) -> int:
+    return next(iter(weights.values())).shape[0]
+
+
+def chunks(weights: dict[str, Tensor], size: int) -> Iterator[dict[str, Tensor]]:
+    """Slices of at most ``size`` checkpoints."""
+    S = n_checkpoints(weights)
+    for s in range(0, S, size):
+        yield {k: v[s : s + size] for k, v in weights.items()}
+
+
+def chunk_size(task: Task, d_mlp: int, budget_bytes: float = 1.5e9) -> int:
+    """How many checkpoints fit a memory budget when running every pair of the task."""
+    per_ckpt = len(task) * (task.n * 8 + d_mlp * 4 * 3)
+    return max(1, int(budget_bytes // per_ckpt))
+
+
+@torch.no_grad()
+def logits_and_neurons(weights: dict[str, Tensor], task: Task, spec: ModelSpec, inputs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Final-position logits (S, N, n) and last-layer MLP activations (S, N, d_mlp) on every pair."""
+    inputs = task.all_inputs() if inputs is None else inputs
+    S = n_checkpoints(weights)
+    cache: dict = {}
+    logits = forward(weights, inputs.expand(S, -1, -1), spec, cache)
+    return logits, cache.get("mlp_post")

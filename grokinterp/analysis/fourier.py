@@ -1,0 +1,209 @@
+"""Fourier analysis over Z_p (Nanda et al. 2023, Sections 4-5).
+
+Basis: orthonormal rows [1/sqrt(p), cos(2 pi k x / p) / sqrt(p/2), sin(2 pi k x / p) / sqrt(p/2)],
+k = 1..(p-1)/2, in that order (component 2k-1 is "cos k", 2k is "sin k"). Every function takes
+leading batch axes (checkpoints) and works on one checkpoint or on all of them at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+def n_frequencies(p: int) -> int:
+    return (p - 1) // 2
+
+
+def fourier_basis(p: int, dtype=torch.float64) -> Float[Tensor, "p p"]:
+    """Rows are the orthonormal basis vectors over x = 0..p-1 (p odd)."""
+    if p % 2 == 0 or p < 3:
+        raise ValueError(f"the Fourier basis here needs an odd p >= 3, got {p}")
+    x = torch.arange(p, dtype=dtype)
+    rows = [torch.full((p,), 1 / np.sqrt(p), dtype=dtype)]
+    for k in range(1, n_frequencies(p) + 1):
+        w = 2 * np.pi * k / p
+        rows += [torch.cos(w * x) / np.sqrt(p / 2), torch.sin(w * x) / np.sqrt(p / 2)]
+    return torch.stack(rows)
+
+
+def basis_names(p: int) -> list[str]:
+    """['const', 'cos 1', 'sin 1', 'cos 2', ...]."""
+    return ["const"] + [f"{t} {k}" for k in range(1, n_frequencies(p) + 1) for t in ("cos", "sin")]
+
+
+def transform(x: Tensor, dim: int = -1) -> Tensor:
+    """1-D transform along ``dim`` (of length p): coefficients in the basis."""
+    x = x.movedim(dim, -1)
+    return (x.double() @ fourier_basis(x.shape[-1]).T).movedim(-1, dim)
+
+
+def transform_2d(x: Tensor, dims: tuple[int, int] = (-2, -1)) -> Tensor:
+    """2-D transform over the (a, b) axes ``dims`` (each of length p)."""
+    return transform(transform(x, dims[0]), dims[1])
+
+
+def component_norms(W: Float[Tensor, "... p d"]) -> Float[Tensor, "... p"]:
+    """Norm over the last axis of each Fourier component along the second-to-last (length p) axis."""
+    return transform(W, -2).norm(dim=-1)
+
+
+def frequency_energy(norms: Float[Tensor, "... p"]) -> Float[Tensor, "... K"]:
+    """cos^2 + sin^2 per frequency k = 1..K from component norms (the constant is left out)."""
+    sq = norms[..., 1:] ** 2
+    return sq[..., 0::2] + sq[..., 1::2]
+
+
+def embedding_spectrum(weights: dict, p: int) -> Float[Tensor, "S p"]:
+    """Fourier-component norms of W_E[:p] (norm over d_model): Nanda et al. Fig. 2 (left)."""
+    return component_norms(weights["embed.W_E"][:, :p].double())
+
+
+def neuron_logit_map(weights: dict) -> Float[Tensor, "S d_mlp n"]:
+    """W_L = W_out W_U of the last layer: how each neuron writes to each answer's logit."""
+    last = max(int(k.split(".")[1]) for k in weights if k.startswith("blocks."))
+    return weights[f"blocks.{last}.mlp.W_out"].double() @ weights["unembed.W_U"].double()
+
+
+def logit_map_spectrum(weights: dict) -> Float[Tensor, "S p"]:
+    """Fourier-component norms of W_L along the answer axis (norm over neurons)."""
+    return component_norms(neuron_logit_map(weights).transpose(-1, -2))
+
+
+def neuron_frequency_shares(acts: Float[Tensor, "... p p d_mlp"]) -> Float[Tensor, "... d_mlp K"]:
+    """Each neuron's share of variance in each frequency's 2-D block (reference-code rule).
+
+    Centre the activations over the p^2 inputs, take the 2-D transform, and for frequency k sum
+    the squared coefficients of {const, cos k, sin k} x {const, cos k, sin k}; divide by the total.
+    """
+    acts = acts.double()
+    centred = acts - acts.mean(dim=(-3, -2), keepdim=True)
+    sq = transform_2d(centred, (-3, -2)).pow(2).movedim(-1, -3)  # (..., d_mlp, p, p)
+    K = n_frequencies(acts.shape[-2])
+    shares = []
+    for k in range(1, K + 1):
+        idx = torch.tensor([0, 2 * k - 1, 2 * k])
+        shares.append(sq[..., idx[:, None], idx].sum(dim=(-2, -1)))
+    total = sq.sum(dim=(-2, -1)).clamp_min(1e-30)
+    return torch.stack(shares, -1) / total[..., None]
+
+
+def gap_key_frequencies(energy: Float[Tensor, "K"], max_keys: int | None = None) -> list[int]:
+    """Frequencies above the largest ratio gap of the sorted energies (at most K/2 of them)."""
+    e = energy.double().cpu().numpy()
+    order = np.argsort(-e)
+    K = len(e)
+    max_keys = max_keys or K // 2
+    ratios = e[order[:max_keys]] / np.maximum(e[order[1 : max_keys + 1]], 1e-30)
+    m = int(np.argmax(ratios)) + 1
+    return sorted(int(k) + 1 for k in order[:m])
+
+
+@dataclass
+class KeyFrequencies:
+    """Key frequencies of one checkpoint by the three rules, with the evidence."""
+
+    from_neurons: list[int]
+    from_embedding: list[int]
+    from_logit_map: list[int]
+    clusters: dict[int, list[int]]  # frequency -> neurons whose share >= threshold
+    unassigned: int
+    neuron_variance_explained: float  # share of centred MLP variance in the key-frequency blocks
+    embedding_energy_explained: float  # share of W_E's non-constant energy in the key frequencies
+    logit_map_energy_explained: float
+    threshold: float = 0.85
+
+    @property
+    def agree(self) -> bool:
+        return self.from_neurons == self.from_embedding == self.from_logit_map
+
+
+def neuron_clusters(shares: Float[Tensor, "d_mlp K"], threshold: float = 0.85, min_neurons: int = 2) -> tuple[dict[int, list[int]], int]:
+    """Assign each neuron to its argmax frequency if that share >= threshold; drop tiny clusters."""
+    best_share, best = shares.max(-1)
+    clusters: dict[int, list[int]] = {}
+    for n in torch.nonzero(best_share >= threshold).flatten().tolist():
+        clusters.setdefault(int(best[n]) + 1, []).append(n)
+    clusters = {k: v for k, v in sorted(clusters.items()) if len(v) >= min_neurons}
+    assigned = sum(len(v) for v in clusters.values())
+    return clusters, shares.shape[0] - assigned
+
+
+def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, threshold: float = 0.85) -> KeyFrequencies:
+    """Key frequencies of ONE checkpoint (weights with S = 1; acts on the p x p grid of inputs)."""
+    shares = neuron_frequency_shares(acts)
+    clusters, unassigned = neuron_clusters(shares, threshold)
+    keys = sorted(clusters)
+    # variance explained by key blocks, over all neurons
+    centred = acts.double() - acts.double().mean(dim=(0, 1), keepdim=True)
+    per_neuron_var = centred.pow(2).sum(dim=(0, 1))
+    explained = (shares[:, [k - 1 for k in keys]].sum(-1) * per_neuron_var).sum() / per_neuron_var.sum().clamp_min(1e-30)
+    e_emb = frequency_energy(embedding_spectrum(weights, p))[0]
+    e_wl = frequency_energy(logit_map_spectrum(weights))[0]
+    from_emb, from_wl = gap_key_frequencies(e_emb), gap_key_frequencies(e_wl)
+    share = lambda e, ks: float(e[[k - 1 for k in ks]].sum() / e.sum()) if ks else 0.0  # noqa: E731
+    return KeyFrequencies(
+        from_neurons=keys,
+        from_embedding=from_emb,
+        from_logit_map=from_wl,
+        clusters=clusters,
+        unassigned=unassigned,
+        neuron_variance_explained=float(explained),
+        embedding_energy_explained=share(e_emb, keys or from_emb),
+        logit_map_energy_explained=share(e_wl, keys or from_wl),
+        threshold=threshold,
+    )
+
+
+# ---- logits in the Fourier basis --------------------------------------------------------------
+
+
+def answer_directions(z: np.ndarray, p: int, freqs: list[int]) -> Float[Tensor, "2F N"]:
+    """Unit vectors cos(w_k z), sin(w_k z) over the N pairs, z = the answer of each pair.
+
+    For x+y over all p^2 pairs these are Nanda et al.'s 2-D directions
+    (F_cos (x) F_cos - F_sin (x) F_sin)/sqrt 2 and (F_sin (x) F_cos + F_cos (x) F_sin)/sqrt 2.
+    """
+    z = torch.as_tensor(z, dtype=torch.float64)
+    rows = []
+    for k in freqs:
+        w = 2 * np.pi * k / p
+        for f in (torch.cos, torch.sin):
+            v = f(w * z)
+            rows.append(v / v.norm())
+    return torch.stack(rows) if rows else torch.zeros(0, len(z), dtype=torch.float64)
+
+
+def logit_projection(logits: Float[Tensor, "S N n"], directions: Float[Tensor, "D N"]) -> Float[Tensor, "S N n"]:
+    """The part of the logits (per answer c) along the given input-space directions."""
+    coef = torch.einsum("dn,snc->sdc", directions, logits.double())
+    return torch.einsum("dn,sdc->snc", directions, coef)
+
+
+def logit_variance_explained(logits: Float[Tensor, "S N n"], directions: Float[Tensor, "D N"]) -> Float[Tensor, "S"]:
+    """Share of the logits' variance (centred per answer over inputs) along the directions."""
+    centred = logits.double() - logits.double().mean(1, keepdim=True)
+    proj = logit_projection(centred, directions)
+    return proj.pow(2).sum((1, 2)) / centred.pow(2).sum((1, 2)).clamp_min(1e-30)
+
+
+def logit_fourier_norms_2d(logits: Float[Tensor, "p p n"]) -> Float[Tensor, "p p"]:
+    """Norm over answers of the 2-D Fourier coefficients of the logits over (a, b): Nanda Fig. 3."""
+    centred = logits.double() - logits.double().mean((0, 1), keepdim=True)
+    return transform_2d(centred, (0, 1)).norm(dim=-1)
+
+
+def ideal_logit_cosine(logits: Float[Tensor, "p p n"], freqs: list[int]) -> dict[int, float]:
+    """Cosine of the centred logits with cos(w_k (a + b - c)) for each frequency (the algorithm's form)."""
+    p = logits.shape[0]
+    a, b, c = torch.meshgrid(torch.arange(p), torch.arange(p), torch.arange(logits.shape[-1]), indexing="ij")
+    centred = logits.double() - logits.double().mean()
+    out = {}
+    for k in freqs:
+        v = torch.cos(2 * np.pi * k / p * (a + b - c).double())
+        out[k] = float((centred * v).sum() / (centred.norm() * v.norm()))
+    return out

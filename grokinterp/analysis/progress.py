@@ -1,0 +1,112 @@
+"""Progress measures over training (Nanda et al. 2023, Section 5).
+
+- restricted loss: logits kept only along the key frequencies' cos(w(a+b)), sin(w(a+b))
+  directions (plus each answer's mean), evaluated on all pairs;
+- excluded loss: those directions removed, evaluated on the training pairs;
+- Gini coefficient (Hurley and Rickard) of the Fourier-component norms of W_E and of W_L;
+- total sum of squared weights.
+
+For other modular tasks the directions are cos/sin(w z) with z = x op y (for x-y: cos(w(a-b))).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..engine import per_example_loss
+from ..models import ModelSpec, is_trainable
+from ..tasks import Task
+from .batched import chunk_size, chunks, logits_and_neurons
+from .fourier import answer_directions, embedding_spectrum, logit_map_spectrum, logit_projection
+
+
+def gini(c: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
+    """G = sum_i (2i - n - 1) c_(i) / (n sum_i c_i), c sorted ascending, i = 1..n (c >= 0)."""
+    c = torch.sort(c.double(), dim=-1).values
+    n = c.shape[-1]
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return ((2 * i - n - 1) * c).sum(-1) / (n * c.sum(-1).clamp_min(1e-30))
+
+
+def sum_squared_weights(weights: dict) -> Float[Tensor, "S"]:
+    """Total sum of squared trainable parameters per checkpoint."""
+    return sum(v.double().pow(2).flatten(1).sum(1) for k, v in weights.items() if is_trainable(k))
+
+
+def restricted_and_excluded_loss(logits: Float[Tensor, "S N n"], labels: Tensor, directions: Float[Tensor, "D N"],
+                                 train: Tensor) -> tuple[Tensor, Tensor]:
+    """(restricted loss on all pairs, excluded loss on the train pairs), each of shape (S,).
+
+    restricted logits = each answer's mean over inputs + the part along ``directions``;
+    excluded logits = logits - the part along ``directions``.
+    """
+    logits = logits.double()
+    y = labels.expand(logits.shape[0], -1)
+    mean = logits.mean(1, keepdim=True)
+    along = logit_projection(logits - mean, directions)
+    restricted = per_example_loss(mean + along, y).mean(1)
+    excluded = per_example_loss(logits - along, y)[:, train].mean(1)
+    return restricted, excluded
+
+
+@dataclass
+class ProgressMeasures:
+    """One value per checkpoint for every measure (arrays of shape (S,))."""
+
+    steps: np.ndarray
+    key_frequencies: list[int]
+    train_loss: np.ndarray
+    test_loss: np.ndarray
+    restricted_loss: np.ndarray
+    excluded_loss: np.ndarray
+    gini_embedding: np.ndarray
+    gini_logit_map: np.ndarray
+    sum_squared_weights: np.ndarray
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
+
+    def at(self, i: int) -> dict:
+        return {k: (v[i].item() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
+
+
+@torch.no_grad()
+def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_mask: np.ndarray, key_freqs: list[int],
+                      progress=None) -> ProgressMeasures:
+    """All measures for stacked checkpoints, in batched forward passes (``progress``: a tqdm-like callback)."""
+    train = torch.from_numpy(train_mask)
+    labels = task.all_labels()
+    directions = answer_directions(task.labels, task.p, key_freqs)
+    cols: dict[str, list] = {k: [] for k in ("train_loss", "test_loss", "restricted_loss", "excluded_loss", "train_acc", "test_acc")}
+    for part in chunks(weights, chunk_size(task, spec.d_mlp)):
+        logits, _ = logits_and_neurons(part, task, spec)
+        logits = logits.double()
+        S = logits.shape[0]
+        y = labels.expand(S, -1)
+        nll = per_example_loss(logits, y)
+        correct = (logits.argmax(-1) == y).double()
+        restricted, excluded = restricted_and_excluded_loss(logits, labels, directions, train)
+        cols["train_loss"].append(nll[:, train].mean(1))
+        cols["test_loss"].append(nll[:, ~train].mean(1))
+        cols["train_acc"].append(correct[:, train].mean(1))
+        cols["test_acc"].append(correct[:, ~train].mean(1))
+        cols["restricted_loss"].append(restricted)
+        cols["excluded_loss"].append(excluded)
+        if progress is not None:
+            progress(S)
+    out = {k: torch.cat(v).numpy() for k, v in cols.items()}
+    return ProgressMeasures(
+        steps=np.asarray(steps),
+        key_frequencies=list(key_freqs),
+        gini_embedding=gini(embedding_spectrum(weights, task.p)).numpy(),
+        gini_logit_map=gini(logit_map_spectrum(weights)).numpy(),
+        sum_squared_weights=sum_squared_weights(weights).numpy(),
+        **out,
+    )

@@ -1,0 +1,182 @@
+"""Plotly figures of the analyses, one function per figure, in a shared paper-style theme.
+
+Each function takes analysis results (numpy arrays, dataclasses) and returns a ``go.Figure``;
+``save_figures`` writes them as interactive HTML and, where a Chrome/Chromium is found, as PNG.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
+PHASE_COLORS = {"memorisation": "rgba(31,119,180,0.08)", "circuit formation": "rgba(44,160,44,0.08)", "cleanup": "rgba(214,39,40,0.08)"}
+
+TEMPLATE = go.layout.Template(
+    layout=dict(
+        font=dict(family="Helvetica, Arial, sans-serif", size=14),
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        colorway=COLORS,
+        xaxis=dict(showline=True, linecolor="black", ticks="outside", gridcolor="#eeeeee", mirror=False),
+        yaxis=dict(showline=True, linecolor="black", ticks="outside", gridcolor="#eeeeee", mirror=False),
+        legend=dict(bgcolor="rgba(255,255,255,0.7)"),
+        margin=dict(l=70, r=30, t=60, b=60),
+        width=800,
+        height=500,
+    )
+)
+
+
+def _fig(title: str, **layout) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(template=TEMPLATE, title=title, **layout)
+    return fig
+
+
+def add_phases(fig: go.Figure, phases, row=None, col=None) -> None:
+    """Shade memorisation / circuit formation / cleanup (phases: a Phases or None)."""
+    if phases is None:
+        return
+    b = [0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
+    for (name, color), x0, x1 in zip(PHASE_COLORS.items(), b[:-1], b[1:]):
+        if x0 is not None and x1 is not None and x1 > x0:
+            fig.add_vrect(x0=max(x0, 1), x1=x1, fillcolor=color, line_width=0, row=row, col=col,
+                          annotation_text=name if row in (None, 1) else None, annotation_position="top left",
+                          annotation_font_size=11)
+
+
+# ---- training curves -------------------------------------------------------------------------
+
+
+def loss_curves(metrics: dict, phases=None, title: str = "Train and test loss") -> go.Figure:
+    """Train/test loss on log axes with the phase boundaries (Nanda et al. Fig. 2 top; Power Fig. 4)."""
+    fig = _fig(title, xaxis_title="step", yaxis_title="loss (cross-entropy)", xaxis_type="log", yaxis_type="log")
+    s = np.maximum(metrics["step"], 1)
+    fig.add_trace(go.Scatter(x=s, y=metrics["train_loss"], name="train", line=dict(color=COLORS[0])))
+    fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"], name="test", line=dict(color=COLORS[1])))
+    add_phases(fig, phases)
+    return fig
+
+
+def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy") -> go.Figure:
+    """Power et al. Fig. 1 (left): accuracy against optimisation steps, log x."""
+    fig = _fig(title, xaxis_title="optimisation steps", yaxis_title="accuracy", xaxis_type="log", yaxis_range=[0, 1.02])
+    s = np.maximum(metrics["step"], 1)
+    fig.add_trace(go.Scatter(x=s, y=metrics["train_acc"], name="train", line=dict(color=COLORS[1])))
+    fig.add_trace(go.Scatter(x=s, y=metrics["test_acc"], name="validation", line=dict(color=COLORS[2])))
+    return fig
+
+
+def validation_loss(metrics: dict, title: str = "Validation loss") -> go.Figure:
+    """Power et al. Fig. 4: validation loss against steps (double descent where it occurs)."""
+    fig = _fig(title, xaxis_title="optimisation steps", yaxis_title="validation loss", xaxis_type="log")
+    fig.add_trace(go.Scatter(x=np.maximum(metrics["step"], 1), y=metrics["test_loss"], name="validation", line=dict(color=COLORS[1])))
+    return fig
+
+
+# ---- Fourier ---------------------------------------------------------------------------------
+
+
+def embedding_fourier_norms(norms: np.ndarray, names: list[str], title: str = "Norms of the embedding in the Fourier basis") -> go.Figure:
+    """Bars per Fourier component, cos and sin coloured and labelled separately (Nanda Fig. 2 left)."""
+    fig = _fig(title, xaxis_title="Fourier component", yaxis_title="norm", bargap=0.1)
+    kinds = np.array([n.split()[0] for n in names])
+    for kind, color in (("const", COLORS[8]), ("cos", COLORS[0]), ("sin", COLORS[1])):
+        idx = np.flatnonzero(kinds == kind)
+        fig.add_trace(go.Bar(x=[names[i] for i in idx], y=norms[idx], name=kind, marker_color=color))
+    fig.update_xaxes(categoryorder="array", categoryarray=names, tickangle=-90, tickfont_size=8)
+    return fig
+
+
+def spectrum_over_training(steps: np.ndarray, energy: np.ndarray, title: str) -> go.Figure:
+    """Heatmap of norm per frequency (rows) over checkpoints (columns)."""
+    fig = _fig(title, xaxis_title="step", yaxis_title="frequency k")
+    fig.add_trace(go.Heatmap(x=steps, y=np.arange(1, energy.shape[1] + 1), z=np.sqrt(energy).T, colorscale="Blues",
+                             colorbar=dict(title="norm")))
+    return fig
+
+
+def neuron_clusters(shares: np.ndarray, clusters: dict[int, list[int]], threshold: float) -> go.Figure:
+    """Each neuron's best share of variance per frequency, grouped by cluster (Nanda Fig. 5)."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
+                        subplot_titles=("neurons per key frequency", "share of variance explained"))
+    fig.update_layout(template=TEMPLATE, title="MLP neurons clustered by frequency", width=1000, showlegend=False)
+    ks = list(clusters)
+    fig.add_trace(go.Bar(x=[str(k) for k in ks], y=[len(clusters[k]) for k in ks], marker_color=COLORS[0]), 1, 1)
+    order = [n for k in ks for n in clusters[k]]
+    if order:
+        cols = [k - 1 for k in ks]
+        fig.add_trace(go.Heatmap(z=shares[order][:, cols].T, y=[f"k={k}" for k in ks], colorscale="Viridis",
+                                 zmin=0, zmax=1, colorbar=dict(title="share")), 1, 2)
+    fig.update_xaxes(title_text="frequency", row=1, col=1)
+    fig.update_yaxes(title_text=f"neurons (share >= {threshold})", row=1, col=1)
+    fig.update_xaxes(title_text="neuron (grouped by cluster)", row=1, col=2)
+    return fig
+
+
+def logit_fourier_2d(norms: np.ndarray, names: list[str], title: str = "Logits in the 2-D Fourier basis") -> go.Figure:
+    """Norm over answers of the 2-D Fourier coefficients of the logits over (a, b) (Nanda Fig. 3)."""
+    fig = _fig(title, xaxis_title="b component", yaxis_title="a component", width=750, height=700)
+    fig.add_trace(go.Heatmap(z=norms, x=names, y=names, colorscale="Blues", colorbar=dict(title="norm")))
+    fig.update_yaxes(autorange="reversed", tickfont_size=7)
+    fig.update_xaxes(tickfont_size=7)
+    return fig
+
+
+def progress_panels(m, phases=None) -> go.Figure:
+    """Excluded loss, restricted loss, test/restricted loss ratio, sum of squared weights, Gini (Nanda Fig. 7)."""
+    titles = ("excluded loss", "restricted loss", "test loss / restricted loss", "sum of squared weights",
+              "Gini of Fourier norms", "")
+    fig = make_subplots(rows=3, cols=2, subplot_titles=titles[:5], vertical_spacing=0.1)
+    fig.update_layout(template=TEMPLATE, title=f"Progress measures (key frequencies {m.key_frequencies})", width=1000, height=950)
+    s = np.maximum(m.steps, 1)
+    panels = [
+        (1, 1, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("excluded (train)", m.excluded_loss, COLORS[3])], "log"),
+        (1, 2, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("restricted", m.restricted_loss, COLORS[2])], "log"),
+        (2, 1, [("test / restricted", m.test_loss / m.restricted_loss, COLORS[4])], "log"),
+        (2, 2, [("sum of squared weights", m.sum_squared_weights, COLORS[5])], "linear"),
+        (3, 1, [("W_E", m.gini_embedding, COLORS[0]), ("W_L", m.gini_logit_map, COLORS[1])], "linear"),
+    ]
+    for row, col, traces, ytype in panels:
+        for name, y, color in traces:
+            fig.add_trace(go.Scatter(x=s, y=y, name=name, line=dict(color=color), legendgroup=name,
+                                     showlegend=(row, col) in ((1, 1), (1, 2), (3, 1))), row, col)
+        fig.update_yaxes(type=ytype, row=row, col=col)
+        fig.update_xaxes(title_text="step", row=row, col=col)
+        add_phases(fig, phases, row, col)
+    return fig
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+_png_warned = False
+
+
+def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False) -> list[Path]:
+    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``."""
+    global _png_warned
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, fig in figs.items():
+        path = out / f"{stem}.html"
+        fig.write_html(path, include_plotlyjs="directory")
+        written.append(path)
+    if png and figs:
+        import plotly.io as pio
+
+        pngs = [out / f"{stem}.png" for stem in figs]
+        try:
+            pio.write_images(list(figs.values()), pngs)
+            written += pngs
+        except Exception as e:  # no Chrome, or kaleido missing: HTML is still there
+            if not _png_warned:
+                _png_warned = True
+                print(f"note: PNG export skipped ({type(e).__name__}); HTML written. For PNGs install Chromium "
+                      "(apt-get install chromium) or run `plotly_get_chrome`.", file=sys.stderr if quiet else sys.stdout)
+    return written

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import torch
+
+from grokinterp.analysis import fourier as fa
+from grokinterp.analysis.phases import detect_phases
+from grokinterp.analysis.progress import gini, restricted_and_excluded_loss
+from grokinterp.engine import per_example_loss
+from grokinterp.tasks import Task
+
+P = 31
+PLANTED = [3, 7, 11]
+
+
+def test_basis_is_orthonormal_with_correct_names():
+    B = fa.fourier_basis(P)
+    torch.testing.assert_close(B @ B.T, torch.eye(P, dtype=torch.float64))
+    names = fa.basis_names(P)
+    x = torch.arange(P, dtype=torch.float64)
+    assert names[5] == "cos 3" and torch.allclose(B[5] * np.sqrt(P / 2), torch.cos(2 * np.pi * 3 * x / P))
+    assert names[6] == "sin 3" and torch.allclose(B[6] * np.sqrt(P / 2), torch.sin(2 * np.pi * 3 * x / P))
+
+
+def test_parseval_2d():
+    x = torch.randn(P, P, 4, dtype=torch.float64)
+    X = fa.transform_2d(x, (0, 1))
+    torch.testing.assert_close(X.pow(2).sum(), x.pow(2).sum())
+
+
+def test_gini_extremes():
+    n = 10
+    assert gini(torch.nn.functional.one_hot(torch.tensor(3), n).double()).item() == pytest.approx(1 - 1 / n)
+    assert gini(torch.ones(n)).item() == pytest.approx(0.0)
+
+
+def planted_weights(rng, d_model=16, d_mlp=40):
+    """W_E, W_out, W_U whose only Fourier content is at the planted frequencies."""
+    x = np.arange(P)
+    waves = np.concatenate([[np.cos(2 * np.pi * k * x / P), np.sin(2 * np.pi * k * x / P)] for k in PLANTED])  # (2F, P)
+    W_E = np.concatenate([(rng.normal(size=(d_model, len(waves))) @ waves).T, rng.normal(size=(1, d_model))])  # + '=' row
+    W_U = rng.normal(size=(d_model, len(waves))) @ waves  # (d_model, P)
+    W_out = rng.normal(size=(d_mlp, d_model))
+    t = lambda a: torch.tensor(a, dtype=torch.float32)[None]  # noqa: E731
+    return {"embed.W_E": t(W_E), "blocks.0.mlp.W_out": t(W_out), "unembed.W_U": t(W_U)}
+
+
+def planted_activations(rng, d_mlp=40):
+    """Neuron n computes a wave of frequency PLANTED[n % 3] in a, b and a + b (plus a little noise)."""
+    a, b = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")
+    acts = []
+    for n in range(d_mlp):
+        w = 2 * np.pi * PLANTED[n % len(PLANTED)] / P
+        ph = rng.uniform(0, 2 * np.pi, 3)
+        acts.append(np.cos(w * (a + b) + ph[0]) + 0.5 * np.cos(w * a + ph[1]) + 0.3 * np.sin(w * b + ph[2]) + 2.0)
+    return torch.tensor(np.stack(acts, -1)) + 0.01 * torch.randn(P, P, d_mlp, dtype=torch.float64)
+
+
+def test_planted_frequencies_are_found_by_every_rule():
+    rng = np.random.default_rng(0)
+    kf = fa.key_frequencies(planted_weights(rng), planted_activations(rng), P)
+    assert kf.from_neurons == PLANTED and kf.from_embedding == PLANTED and kf.from_logit_map == PLANTED
+    assert kf.agree and kf.unassigned == 0
+    assert {k: len(v) for k, v in kf.clusters.items()} == {3: 14, 7: 13, 11: 13}
+    assert kf.neuron_variance_explained > 0.99 and kf.embedding_energy_explained > 0.999
+
+
+def test_flat_spectrum_is_not_mistaken_for_planted():
+    rng = np.random.default_rng(1)
+    acts = torch.tensor(rng.normal(size=(P, P, 40)))
+    clusters, unassigned = fa.neuron_clusters(fa.neuron_frequency_shares(acts))
+    assert clusters == {} and unassigned == 40
+
+
+def pure_key_frequency_logits(task, freqs, scale=4.0):
+    a, b = task.pairs[:, 0], task.pairs[:, 1]
+    c = np.arange(task.p)
+    z = (a + b)[:, None] - c[None]
+    return torch.tensor(scale * sum(np.cos(2 * np.pi * k * z / task.p) for k in freqs))[None]  # (1, N, p)
+
+
+def test_restricted_loss_of_pure_key_frequency_logits_equals_loss_and_excluded_is_uniform():
+    task = Task("add", P)
+    logits = pure_key_frequency_logits(task, PLANTED)
+    labels = task.all_labels()
+    train = torch.zeros(len(task), dtype=torch.bool)
+    train[::3] = True
+    dirs = fa.answer_directions(task.labels, P, PLANTED)
+    restricted, excluded = restricted_and_excluded_loss(logits, labels, dirs, train)
+    loss = per_example_loss(logits, labels[None]).mean()
+    assert restricted.item() == pytest.approx(loss.item(), rel=1e-9)
+    assert excluded.item() == pytest.approx(np.log(P), rel=1e-6)
+    assert fa.logit_variance_explained(logits, dirs).item() == pytest.approx(1.0)
+    # the directions for x+y are Nanda et al.'s 2-D Fourier directions
+    B = fa.fourier_basis(P)
+    k = PLANTED[0]
+    nanda = (torch.outer(B[2 * k - 1], B[2 * k - 1]) - torch.outer(B[2 * k], B[2 * k])) / np.sqrt(2)
+    torch.testing.assert_close(dirs[0], nanda.flatten())
+
+
+def test_logit_cosine_with_the_algorithm():
+    task = Task("add", P)
+    logits = pure_key_frequency_logits(task, [5])[0].reshape(P, P, P)
+    cos = fa.ideal_logit_cosine(logits, [5, 6])
+    assert cos[5] == pytest.approx(1.0) and abs(cos[6]) < 1e-9
+
+
+def test_phase_detection_on_synthetic_curves():
+    steps = np.arange(0, 20001, 100)
+    train_acc = np.where(steps >= 300, 1.0, 0.1)
+    test_acc = 1 / (1 + np.exp(-(steps - 9800) / 250))
+    norm = np.where(steps < 1200, 100 + steps / 12, 190 - 150 / (1 + np.exp(-(steps - 11000) / 600)))
+    ph = detect_phases(steps, train_acc, test_acc, norm)
+    assert ph.memorised_step == 300 and ph.memorisation_end == 1100
+    assert ph.cleanup_start == 9800 and 10900 <= ph.grokked_step <= 11100
+    assert 12000 < ph.cleanup_end < 15000
+    none = detect_phases(steps, train_acc, np.zeros_like(test_acc), norm)
+    assert none.grokked_step is None and none.cleanup_end is None
+
+
+def test_trained_run_key_frequencies_agree_and_measures_order(tiny_run):
+    from grokinterp.analysis.batched import logits_and_neurons
+    from grokinterp.analysis.progress import progress_measures
+    from grokinterp.models import model_spec
+
+    p, spec = tiny_run.task.p, model_spec(tiny_run.config.model)
+    w = tiny_run.stacked_weights([tiny_run.steps[-1]])
+    _, acts = logits_and_neurons(w, tiny_run.task, spec)
+    kf = fa.key_frequencies(w, acts[0].reshape(p, p, -1), p)
+    assert kf.from_neurons and kf.from_neurons == kf.from_logit_map
+    assert set(kf.from_embedding) >= set(kf.from_neurons)
+    m = progress_measures(tiny_run.stacked_weights(), tiny_run.steps, tiny_run.task, spec, tiny_run.train_mask, kf.from_neurons)
+    np.testing.assert_allclose(m.test_loss, tiny_run.metrics["test_loss"], rtol=1e-4)  # batched == training-time metrics
+    ph = detect_phases(m.steps, m.train_acc, m.test_acc, m.sum_squared_weights)
+    before = (m.steps >= ph.memorised_step) & (m.steps < ph.grokked_step)
+    assert before.any() and (m.restricted_loss[before] < m.test_loss[before]).all()
+    assert m.gini_logit_map[-1] > m.gini_logit_map[0] + 0.2
