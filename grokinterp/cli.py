@@ -97,7 +97,8 @@ def cmd_train(args) -> int:
     elif args.run and args.resume:
         from .runs import load_run
 
-        base = load_run(args.run, args.runs_dir).config
+        existing = load_run(args.run, args.runs_dir)
+        base, args.runs_dir = existing.config.replace(name=existing.name), existing.path.parent
     elif args.run:
         raise UsageError(f"unknown preset {args.run!r}; choose one of {', '.join(PRESETS)}, or define a run with --task ... --name NAME")
     elif args.task:
@@ -118,10 +119,20 @@ def cmd_train(args) -> int:
 def cmd_runs(args) -> int:
     from .runs import list_runs
 
-    runs = [r.summary() for r in list_runs(args.runs_dir)]
+    from .store import RunError
+
+    runs = []
+    for r in list_runs(args.runs_dir):
+        try:
+            runs.append(r.summary())
+        except RunError as e:  # one broken run must not hide the others
+            runs.append({"name": r.name, "error": str(e)})
     presets = {k: v.description for k, v in PRESETS.items()}
     lines = ["presets:"] + [f"  {k:<12} {d}" for k, d in presets.items()] + ["", "trained runs:"]
     for s in runs:
+        if "error" in s:
+            lines.append(f"  {s['name']:<20} unreadable: {s['error']}")
+            continue
         acc = f"train {s['train_acc']:.3f}  test {s['test_acc']:.3f}" if "train_acc" in s else "no metrics yet"
         lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
     if not runs:

@@ -112,15 +112,11 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         _, acts = logits_and_neurons(w_last, run.task, spec)
         kf = fa.key_frequencies(w_last, acts[0].reshape(p, p, -1), p)
         key_freqs = kf.from_neurons or kf.from_logit_map
-    weights = run.stacked_weights(steps)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    weights, train_mask = run.stacked_weights(steps), run.train_mask
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(steps), unit="checkpoint", desc="progress measures")
-    m = progress_measures(weights, steps, run.task, spec, run.train_mask, key_freqs, progress=bar.update if bar else None)
-    if bar:
-        bar.close()
+    with tqdm(total=len(steps), unit="checkpoint", desc="progress measures", disable=not progress) as bar:
+        m = progress_measures(weights, steps, run.task, spec, train_mask, key_freqs, progress=bar.update)
     ph = detect_phases(m.steps, m.train_acc, m.test_acc, m.sum_squared_weights)
     last = m.at(-1)
     payload = {"run": run.name, "phases": ph.as_dict(), "final": last, "measures": m.as_dict()}

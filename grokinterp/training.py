@@ -111,7 +111,7 @@ def train(
         members.append(m)
         if resume:
             saved = RunConfig.from_dict(read_json(run_dir / "config.json")["config"])
-            if saved.replace(steps=cfg.steps) != cfg:
+            if saved.replace(steps=cfg.steps, name=cfg.name) != cfg:
                 raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
             if not (run_dir / "state.safetensors").is_file():
                 raise RunError(f"run {cfg.name} has no state.safetensors to resume from; train it afresh")

@@ -1,0 +1,137 @@
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from grokinterp.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A throw-away copy of the tiny run to damage."""
+    dst = tmp_path / "runs" / "copy"
+    shutil.copytree(tiny_run.path, dst)
+    return dst
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_help_and_no_command(capsys):
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "fourier" in capsys.readouterr().out
+
+
+def test_table(capsys):
+    code, out, _ = run_cli(capsys, "table", "--task", "s5_mul", "--frac", "0.3", "--size", "6")
+    assert code == 0 and "?" in out and "showing 6 of 120" in out
+    code, out, _ = run_cli(capsys, "table", "--task", "add", "--p", "5", "--symbols", "numbers", "--size", "5")
+    assert code == 0 and out.splitlines()[2].split() == ["0", "0", "1", "2", "3", "4"]
+
+
+def test_runs_lists_presets_and_trained_runs(capsys, tiny_run):
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tiny_run.path.parent), "--json")
+    data = json.loads(out)
+    assert code == 0 and "modadd113" in data["presets"] and "s5" in data["presets"]
+    mine = [r for r in data["runs"] if r["name"] == "tiny23"][0]
+    assert mine["steps_done"] == 1000 and mine["test_acc"] >= 0.95
+
+
+def test_train_by_flags(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--task", "sub", "--p", "11", "--model", "tiny-1l", "--frac", "0.5", "--steps", "30",
+                             "--checkpoint-every", "10", "--name", "flags", "--runs-dir", str(tmp_path), "--no-progress")
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "flags" / "config.json").read_text())
+    assert cfg["config"]["task"] == "sub" and cfg["config"]["p"] == 11 and "--task sub" not in "" and cfg["command"]
+    assert sorted(p.name for p in (tmp_path / "flags" / "checkpoints").iterdir())[-1] == "step_00000030.safetensors"
+    code, _, err = run_cli(capsys, "train", "--task", "sub", "--p", "11", "--model", "tiny-1l", "--name", "flags", "--runs-dir", str(tmp_path))
+    assert code == 2 and "already exists" in err
+
+
+def test_fourier_and_progress_commands(capsys, tiny_run, tmp_path):
+    d = str(tiny_run.path.parent)
+    code, out, _ = run_cli(capsys, "fourier", "--run", "tiny23", "--runs-dir", d, "--out", str(tmp_path / "f"))
+    assert code == 0 and "key frequencies" in out
+    assert (tmp_path / "f" / "fourier_embedding.html").exists()
+    code, out, _ = run_cli(capsys, "fourier", "--run", "tiny23", "--runs-dir", d, "--json", "--no-figures", "--step", "50")
+    data = json.loads(out)
+    assert data["step"] == 50 and "key_frequencies" in data
+    code, out, _ = run_cli(capsys, "progress", "--run", "tiny23", "--runs-dir", d, "--json", "--no-figures")
+    data = json.loads(out)
+    assert code == 0 and data["phases"]["grokked_step"] is not None
+    assert len(data["measures"]["restricted_loss"]) == len(tiny_run.steps)
+
+
+def test_png_figures_are_written_when_chromium_exists(capsys, tiny_run, tmp_path):
+    if shutil.which("chromium") is None and shutil.which("google-chrome") is None:
+        code, out, _ = run_cli(capsys, "progress", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(tmp_path))
+        assert code == 0 and "PNG export skipped" in out  # HTML still written, the job goes on
+        assert (tmp_path / "progress_measures.html").exists()
+        return
+    code, _, _ = run_cli(capsys, "progress", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(tmp_path))
+    assert code == 0
+    png = tmp_path / "progress_measures.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv,code,needle", [
+    (["train", "--run", "nope"], 2, "unknown preset"),
+    (["train", "--task", "nope", "--name", "x"], 2, "unknown task"),
+    (["train", "--run", "tiny23", "--frac", "1.5"], 2, "fraction"),
+    (["train", "--task", "div", "--p", "12", "--name", "x"], 2, "prime"),
+    (["train", "--run", "tiny23", "--model", "gpt"], 2, "unknown model"),
+    (["table", "--task", "div", "--p", "9"], 2, "prime"),
+    (["fourier", "--run", "does-not-exist"], 1, "no run named"),
+])
+def test_bad_input_is_one_line(capsys, tmp_path, argv, code, needle):
+    got, out, err = run_cli(capsys, *argv, *(["--runs-dir", str(tmp_path)] if argv[0] != "table" else []))
+    assert got == code and needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command,damage,needle", [
+    ("train", lambda d: (d / "metrics.csv").unlink(), "metrics.csv is missing"),
+    ("train", lambda d: (d / "metrics.csv").write_text("step,loss\n1,2\n"), "metrics.csv is corrupt"),
+    ("train", lambda d: (d / "state.safetensors").write_bytes(b"\x00" * 50), "state.safetensors is corrupt"),
+    ("progress", lambda d: (d / "config.json").write_text("{not json"), "config.json is corrupt"),
+    ("progress", lambda d: (d / "split.json").write_text('{"n_pairs": 3, "train": [1]}'), "split.json is corrupt"),
+    ("progress", lambda d: (d / "checkpoints" / "step_00001000.safetensors").write_bytes(b"garbage" * 10), "is corrupt"),
+    ("progress", lambda d: (d / "config.json").write_text((d / "config.json").read_text().replace('"tiny-1l"', '"nanda-1l"')),
+     "does not match its config"),
+])
+def test_damaged_run_directory(capsys, run_copy, command, damage, needle):
+    damage(run_copy)
+    before = digest(run_copy)
+    extra = ["--resume", "--steps", "1200", "--no-progress"] if command == "train" else ["--no-figures"]
+    code, _, err = run_cli(capsys, command, "--run", "copy", "--runs-dir", str(run_copy.parent), *extra)
+    assert code == 1 and needle in err and len(err.strip().splitlines()) == 1
+    assert digest(run_copy) == before  # nothing touched
+
+
+def test_step_that_does_not_exist(capsys, tiny_run):
+    code, _, err = run_cli(capsys, "fourier", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--step", "77")
+    assert code == 1 and "nearest is" in err
+
+
+def test_subprocess_errors_have_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "grokinterp.cli", "progress", "--run", "nothing", "--runs-dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_resume_without_state_is_an_error(capsys, run_copy):
+    (run_copy / "state.safetensors").unlink()
+    code, _, err = run_cli(capsys, "train", "--run", "copy", "--resume", "--runs-dir", str(run_copy.parent))
+    assert code == 1 and "no state" in err
