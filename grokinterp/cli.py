@@ -172,7 +172,26 @@ def cmd_progress(args) -> int:
     return _report_command(args, progress_report(_open_run(args), freqs, progress=not args.json))
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress}
+def cmd_tsne(args) -> int:
+    from .report import tsne_report
+
+    return _report_command(args, tsne_report(_open_run(args), args.step, args.seed, args.k))
+
+
+def cmd_cosets(args) -> int:
+    from .report import cosets_report
+
+    return _report_command(args, cosets_report(_open_run(args), args.matrix, args.cluster))
+
+
+def cmd_reps(args) -> int:
+    from .report import reps_report
+
+    return _report_command(args, reps_report(_open_run(args), args.step))
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
+            "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_output(p, step=False)
     p.add_argument("--freqs", help="comma-separated key frequencies (default: found at the last checkpoint)")
+
+    p = sub.add_parser("tsne", help="t-SNE of the output weights (Power et al. Fig. 3)")
+    _add_run(p)
+    _add_output(p)
+    p.add_argument("--seed", type=int, default=0, help="t-SNE seed")
+    p.add_argument("--k", type=int, default=8, help="modular runs: colour by x mod k, lines x -> x+k")
+
+    p = sub.add_parser("cosets", help="coset structure of a group run's embeddings over training")
+    _add_run(p)
+    _add_output(p, step=False)
+    p.add_argument("--matrix", choices=["W_U", "W_E"], default="W_U", help="which embedding to score (default W_U)")
+    p.add_argument("--cluster", choices=["kmeans", "agglomerative"], default="kmeans", help="direct clustering method")
+
+    p = sub.add_parser("reps", help="irreducible-representation shares of a group run (Chughtai et al.)")
+    _add_run(p)
+    _add_output(p)
     return parser
 
 

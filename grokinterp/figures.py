@@ -152,6 +152,61 @@ def progress_panels(m, phases=None) -> go.Figure:
     return fig
 
 
+# ---- groups ----------------------------------------------------------------------------------
+
+
+def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output weights (x + y mod p)") -> go.Figure:
+    """Power et al. Fig. 3 (right): points coloured by x mod k, lines from x to x + k."""
+    from .analysis.tsne import modular_lines
+
+    colour, segments = modular_lines(len(xy), k)
+    fig = _fig(title, width=700, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
+    lx, ly = [], []
+    for a, b in segments:
+        lx += [xy[a, 0], xy[b, 0], None]
+        ly += [xy[a, 1], xy[b, 1], None]
+    fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", line=dict(color="#bbbbbb", width=1), name=f"x -> x+{k}", hoverinfo="skip"))
+    for r in range(k):
+        idx = np.flatnonzero(colour == r)
+        fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers+text", text=[str(i) for i in idx], textposition="top center",
+                                 textfont_size=8, marker=dict(size=8, color=COLORS[r % len(COLORS)]), name=f"x mod {k} = {r}"))
+    return fig
+
+
+def tsne_group(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str) -> go.Figure:
+    """Power et al. Fig. 3 (left): points coloured by the coset they belong to."""
+    fig = _fig(title, width=750, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
+    palette = COLORS + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", marker=dict(size=9, color=palette[c % len(palette)]),
+                                 text=[names[i] for i in idx], hoverinfo="text", name=f"coset {c}"))
+    return fig
+
+
+def coset_scores_over_training(steps: np.ndarray, series: dict[str, np.ndarray], title: str = "Coset structure over training") -> go.Figure:
+    """Best coset score per subgroup class and side over checkpoints (0 = chance, 1 = collapsed cosets)."""
+    fig = _fig(title, xaxis_title="step", yaxis_title="score (1 - W / E_random[W])", width=950)
+    for name, y in series.items():
+        fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines"))
+    return fig
+
+
+def irrep_shares(names: list[str], shares: dict[str, np.ndarray], title: str = "Share explained per irreducible representation") -> go.Figure:
+    """Grouped bars: for each matrix (W_E, W_U, logits), the share of each irrep."""
+    fig = _fig(title, xaxis_title="irrep", yaxis_title="share", barmode="group")
+    for i, (what, values) in enumerate(shares.items()):
+        fig.add_trace(go.Bar(x=names, y=values, name=what, marker_color=COLORS[i % len(COLORS)]))
+    return fig
+
+
+def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.ndarray, title: str) -> go.Figure:
+    fig = _fig(title, xaxis_title="step", yaxis_title="share")
+    for i, name in enumerate(names):
+        fig.add_trace(go.Scatter(x=steps, y=shares[:, i], name=name))
+    return fig
+
+
 # ---- writing ---------------------------------------------------------------------------------
 
 _png_warned = False

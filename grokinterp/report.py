@@ -140,3 +140,138 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         "progress_measures": F.progress_panels(m, ph),
     }
     return Report(payload, lines, figs)
+
+
+# ---- group tasks -------------------------------------------------------------------------------
+
+
+def _require_group(run: Run, what: str):
+    if run.task.group is None:
+        raise RunError(f"`{what}` needs a group task (s5_mul, ...); run {run.name} is {run.task.formula}")
+    return run.task.group
+
+
+def _subgroup_label(group, part) -> str:
+    h = group.subgroups[part.subgroup]
+    return f"{h.name} (order {h.order}, class {h.class_id}, {part.side} cosets)"
+
+
+def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) -> Report:
+    """Power et al. Fig. 3: t-SNE of the output weights, coloured by cosets (groups) or x mod k (modular)."""
+    from . import figures as F
+    from .analysis.cosets import coset_scores
+    from .analysis.tsne import output_vectors, tsne
+
+    step = run.resolve_step(step)
+    w = run.stacked_weights([step], names=["unembed.W_U"])
+    X = output_vectors(w)
+    xy = tsne(X, seed)
+    payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
+    if run.task.group is None:
+        lines = [f"{run.name} at step {step}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}"]
+        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights, {run.task.formula}, step {step}")
+    else:
+        group = run.task.group
+        best = coset_scores(X[None], group).best()
+        payload["colour_by"] = _subgroup_label(group, best)
+        lines = [f"{run.name} at step {step}: t-SNE of the 120 output vectors, coloured by the best coset partition: "
+                 f"{payload['colour_by']}"]
+        fig = F.tsne_group(xy, best.labels, run.task.element_names(),
+                           f"t-SNE of the output weights (S5, step {step}); colour: {payload['colour_by']}")
+    return Report(payload, lines, {"tsne_output_weights": fig})
+
+
+def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Report:
+    """Best coset partition of an embedding for every checkpoint; direct clustering; link to irreps."""
+    from . import figures as F
+    from .analysis.cosets import cluster_cosets, coset_scores
+    from .analysis.representations import fixed_dimensions, irrep_shares
+
+    group = _require_group(run, "cosets")
+    steps = np.array(run.steps)
+    if matrix == "W_U":
+        X = run.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].transpose(1, 2)
+    elif matrix == "W_E":
+        X = run.stacked_weights(names=["embed.W_E"])["embed.W_E"][:, : group.n]
+    else:
+        raise RunError(f"unknown matrix {matrix!r}; choose W_U or W_E")
+    cs = coset_scores(X, group)
+    best = cs.best()
+    h = group.subgroups[best.subgroup]
+    per_class = sorted(cs.best_per_class(group).items(), key=lambda kv: -kv[1][0])
+    top = per_class[:6]
+    series = {}
+    for (cid, side), (_, part) in top:
+        col = cs.partitions.index(part)
+        series[f"{group.subgroups[part.subgroup].name} class {cid} ({side})"] = cs.scores[:, col]
+    b = cs.best_index()
+    n_cosets = group.n // h.order
+    direct = cluster_cosets(X[-1], group, n_cosets, clusters)
+    fixed = fixed_dimensions(group, h.elements)
+    shares = irrep_shares(X[-1:], group)[0].numpy()
+    names = group.irrep_names
+    best_steps = [cs.best_index(s) for s in range(len(steps))]
+    best_score = np.array([cs.scores[s, i] for s, i in enumerate(best_steps)])
+    formed = next((int(steps[i]) for i in range(len(steps)) if best_score[i] > 0.5), None)
+    payload = {
+        "run": run.name, "matrix": matrix, "step": int(steps[-1]),
+        "best": {"subgroup": h.name, "order": h.order, "class_id": h.class_id, "side": best.side,
+                 "generators": [run.task.element_names()[g] for g in h.generators], "score": float(cs.scores[-1, b]),
+                 "variance_ratio": float(cs.ratios[-1, b]),
+                 "n_cosets": n_cosets},
+        "random_baseline": {"score": 0.0, "variance_ratio": 1.0},
+        "per_class": [{"class_id": cid, "side": side, "subgroup": group.subgroups[p.subgroup].name,
+                       "order": group.subgroups[p.subgroup].order, "score": sc} for (cid, side), (sc, p) in per_class],
+        "direct_clustering": {"method": clusters, "k": n_cosets, "coset_fraction": direct["coset_fraction"], "sides": direct["sides"]},
+        "irreps": {"names": names, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
+        "structure_forms_at_step": formed,
+        "best_score_over_training": best_score.tolist(),
+        "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
+    }
+    used = [n for n, s in zip(names, shares) if s > 0.1]
+    lines = [
+        f"{run.name}: coset structure of {matrix} over {len(steps)} checkpoints",
+        f"  best at step {steps[-1]:,}: {_subgroup_label(group, best)} generated by "
+        f"{', '.join(payload['best']['generators'])}; score {payload['best']['score']:.3f}, variance ratio "
+        f"{payload['best']['variance_ratio']:.1f} (random partition: 0 and 1)",
+        "  next classes: " + "; ".join(f"{group.subgroups[p.subgroup].name}/{side} {sc:.3f}" for (cid, side), (sc, p) in per_class[1:5]),
+        f"  k-means with k = {n_cosets}: {direct['coset_fraction']:.0%} of the clusters are cosets",
+        f"  coset structure (score > 0.5) first at step {formed:,}" if formed is not None else "  no coset structure (score > 0.5) yet",
+        f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
+        + ", ".join(f"{n}: {d:g}" for n, d in zip(names, fixed)),
+    ]
+    figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(steps, series, f"Coset structure of {matrix} over training")}
+    return Report(payload, lines, figs)
+
+
+def reps_report(run: Run, step: int | None = None) -> Report:
+    """Share of W_E, W_U and the logits explained by each irrep (Chughtai et al.), and over training."""
+    from . import figures as F
+    from .analysis.batched import logits_and_neurons
+    from .analysis.representations import irrep_shares, logit_irrep_cosines
+
+    group = _require_group(run, "reps")
+    step = run.resolve_step(step)
+    spec = model_spec(run.config.model)
+    w = run.stacked_weights([step])
+    names = group.irrep_names
+    WE = irrep_shares(w["embed.W_E"][:, : group.n], group)[0].numpy()
+    WU = irrep_shares(w["unembed.W_U"].transpose(1, 2), group)[0].numpy()
+    logits, _ = logits_and_neurons(w, run.task, spec)
+    cos = logit_irrep_cosines(logits, run.task.pairs, group)[0].numpy()
+    steps = np.array(run.steps)
+    over = irrep_shares(run.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].transpose(1, 2), group).numpy()
+    logit_share = cos**2
+    top = np.argsort(-logit_share)[:2]
+    payload = {"run": run.name, "step": step, "irreps": names, "dims": group.character_table[:, 0].real.round().astype(int).tolist(),
+               "share_W_E": WE.tolist(), "share_W_U": WU.tolist(), "logit_cosine": cos.tolist(),
+               "logit_share": logit_share.tolist(), "logit_share_top2": float(logit_share[top].sum())}
+    lines = [f"{run.name} at step {step}: share explained per irrep (dimension)"]
+    lines += [f"  {n:<16} d={d}  W_E {a:6.1%}  W_U {b:6.1%}  logit cosine {c:+.3f}"
+              for n, d, a, b, c in zip(names, payload["dims"], WE, WU, cos)]
+    lines.append(f"  logits explained by {names[top[0]]} + {names[top[1]]}: {payload['logit_share_top2']:.1%} of the variance")
+    figs = {
+        "irreps_shares": F.irrep_shares(names, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}),
+        "irreps_W_U_over_training": F.irrep_shares_over_training(steps, names, over, "Irrep shares of W_U over training"),
+    }
+    return Report(payload, lines, figs)

@@ -1,0 +1,60 @@
+"""Irreducible representations in a group model (Chughtai et al. 2023).
+
+Functions on G (one row per element) split into isotypic parts with the projectors
+P_chi = (d_chi / |G|) [chi(x y^-1)]_{x, y}; they are orthogonal and sum to the identity. The share
+of a matrix E explained by chi is |P_chi E|^2 / |E|^2. Logit attribution: the cosine of the
+centred logits L(a, b, c) with tr rho(a b c^-1) = chi(a b c^-1), whose square is the share of
+logit variance in that irrep (the characters' vectors are orthogonal over (a, b, c)).
+A subgroup H fixes (1/|H|) sum_{h in H} chi(h) dimensions of the irrep chi.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..groups import FiniteGroup
+
+
+def isotypic_projectors(group: FiniteGroup) -> Float[Tensor, "k n n"]:
+    """P[chi, x, y] = (d_chi / |G|) conj(chi(x y^-1)) (real part; S_n characters are real)."""
+    chars = group.characters()  # (k, n)
+    xy_inv = group.table[:, group.inverse]  # [x, y] -> x y^-1
+    dims = group.character_table[:, 0].real
+    return torch.tensor((dims[:, None, None] / group.n) * chars[:, xy_inv].conj().real)
+
+
+def irrep_shares(E: Float[Tensor, "S n d"], group: FiniteGroup, centre: bool = True) -> Float[Tensor, "S k"]:
+    """Share of |E|^2 in each irrep's isotypic component (rows of E indexed by group elements)."""
+    E = E.double()
+    if centre:
+        E = E - E.mean(-2, keepdim=True)
+    P = isotypic_projectors(group)
+    parts = torch.einsum("kxy,syd->skxd", P, E)
+    return parts.pow(2).sum((-2, -1)) / E.pow(2).sum((-2, -1)).clamp_min(1e-30)[:, None]
+
+
+def logit_irrep_cosines(logits: Float[Tensor, "S N n"], pairs: np.ndarray, group: FiniteGroup) -> Float[Tensor, "S k"]:
+    """Cosine of the centred logits with chi(a b c^-1) for every irrep (pairs: (N, 2) of (a, b))."""
+    ab = group.table[pairs[:, 0], pairs[:, 1]]  # (N,)
+    abc = group.table[ab[:, None], group.inverse[None, :]]  # (N, n): a b c^-1
+    chars = torch.tensor(group.characters().real)  # (k, n)
+    L = logits.double()
+    L = L - L.mean((1, 2), keepdim=True)
+    out = []
+    for chi in chars:
+        v = chi[torch.as_tensor(abc)]  # (N, n)
+        v = v - v.mean()
+        if v.norm() < 1e-9:  # the trivial character is constant: nothing left after centring
+            out.append(torch.zeros(L.shape[0], dtype=torch.float64))
+            continue
+        out.append((L * v).sum((1, 2)) / (L.flatten(1).norm(dim=1) * v.norm()).clamp_min(1e-30))
+    return torch.stack(out, -1)
+
+
+def fixed_dimensions(group: FiniteGroup, subgroup_elements) -> np.ndarray:
+    """(1/|H|) sum_{h in H} chi(h) for every irrep: the dimension H fixes in it."""
+    chars = group.characters().real
+    return np.round(chars[:, list(subgroup_elements)].mean(1), 6)

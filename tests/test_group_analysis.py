@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+
+from grokinterp.analysis.cosets import cluster_cosets, coset_scores, random_expectation
+from grokinterp.analysis.representations import fixed_dimensions, irrep_shares, isotypic_projectors, logit_irrep_cosines
+from grokinterp.analysis.tsne import tsne
+from grokinterp.groups import FiniteGroup
+from grokinterp.tasks import Task
+
+
+@pytest.fixture(scope="module")
+def S5():
+    return FiniteGroup.symmetric(5)
+
+
+def planted(group, members, side, noise=0.3, d=32, seed=0):
+    """Rows = the centre of the element's coset (left or right) + Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    labels = group.coset_labels(members, side)
+    centres = rng.normal(size=(labels.max() + 1, d))
+    return torch.tensor(centres[labels] + noise * rng.normal(size=(group.n, d))), labels
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("which", ["D5", "S4", "A4", "C5"])
+def test_planted_cosets_are_scored_best(S5, side, which):
+    h = next(s for s in S5.subgroups if s.name == which and s.class_id == min(t.class_id for t in S5.subgroups if t.name == which))
+    X, _ = planted(S5, h.elements, side)
+    cs = coset_scores(X[None], S5)
+    best = cs.best()
+    assert best.subgroup == S5.subgroups.index(h) and best.side == side
+    assert cs.scores[0].max() > 0.8
+
+
+def test_random_embedding_scores_near_zero(S5):
+    X = torch.randn(3, 120, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cs = coset_scores(X, S5)
+    assert np.abs(cs.scores).max() < 0.25 and abs(cs.scores.mean()) < 0.05
+
+
+def test_random_partition_expectation(S5):
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.normal(size=(120, 16)))
+    from grokinterp.analysis.cosets import Partition, averaging_matrices, within_share
+
+    parts = [Partition(0, "left", rng.permutation(np.repeat(np.arange(12), 10))) for _ in range(200)]
+    W = within_share(X[None], averaging_matrices(parts, 120))
+    assert W.mean().item() == pytest.approx(random_expectation(parts[0].labels), abs=0.01)  # (n - k) / (n - 1)
+
+
+def test_direct_clustering_recovers_coset_clusters(S5):
+    d5 = S5.generate([S5.index_of(((0, 3), (1, 4))), S5.index_of(((1, 2), (3, 4)))])
+    X, _ = planted(S5, d5, "left", noise=0.05)
+    for method in ("kmeans", "agglomerative"):
+        out = cluster_cosets(X, S5, 12, method)
+        assert out["coset_fraction"] == 1.0 and all(s in ("left", "both") for s in out["sides"])
+
+
+def test_isotypic_projectors_are_a_resolution_of_identity(S5):
+    P = isotypic_projectors(S5)
+    torch.testing.assert_close(P.sum(0), torch.eye(120, dtype=torch.float64))
+    torch.testing.assert_close(P[2] @ P[2], P[2])
+    torch.testing.assert_close(P[2] @ P[3], torch.zeros(120, 120, dtype=torch.float64))
+    assert [round(torch.trace(p).item()) for p in P] == [1, 1, 16, 16, 25, 25, 36]  # d_chi^2
+
+
+def test_irrep_shares_of_a_planted_irrep(S5):
+    P = isotypic_projectors(S5)
+    E = P[2] @ torch.randn(120, 20, dtype=torch.float64)  # lives in the standard irrep only
+    shares = irrep_shares(E[None], S5)[0]
+    assert shares[2].item() == pytest.approx(1.0) and shares.sum().item() == pytest.approx(1.0)
+
+
+def test_logit_cosine_of_a_character_model(S5):
+    task = Task("s5_mul")
+    abc = S5.table[S5.table[task.pairs[:, 0], task.pairs[:, 1]][:, None], S5.inverse[None, :]]
+    chars = S5.characters().real
+    logits = torch.tensor(chars[1][abc] + 0.5 * chars[2][abc])[None]  # sign + standard
+    cos = logit_irrep_cosines(logits, task.pairs, S5)[0]
+    assert cos[0] == 0 and (cos[1] ** 2 + cos[2] ** 2).item() == pytest.approx(1.0)
+    assert cos[1].item() > 0 and cos[2].item() > 0 and abs(cos[4].item()) < 1e-9
+
+
+def test_fixed_dimensions_match_reference(S5):
+    d5 = S5.generate([S5.index_of(((0, 3), (1, 4))), S5.index_of(((1, 2), (3, 4)))])
+    fixed = dict(zip(S5.irrep_names, fixed_dimensions(S5, d5)))
+    # REFERENCE: D5 fixes a vector only in the trivial, sign and the two 5-dimensional irreps
+    assert fixed == {"trivial": 1, "sign": 1, "standard": 0, "standard x sign": 0, "dim5a": 1, "dim5b": 1, "dim6a": 0}
+
+
+def test_tsne_is_deterministic_for_a_seed():
+    X = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    a, b = tsne(X, seed=3), tsne(X, seed=3)
+    assert a.shape == (60, 2) and np.array_equal(a, b)
+
+
+def test_group_commands_refuse_modular_runs(capsys, tiny_run):
+    from grokinterp.cli import main
+
+    assert main(["cosets", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent)]) == 1
+    assert "needs a group task" in capsys.readouterr().err
+    assert main(["tsne", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--no-figures", "--json"]) == 0
