@@ -190,7 +190,31 @@ def cmd_reps(args) -> int:
     return _report_command(args, reps_report(_open_run(args), args.step))
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
+def cmd_figures(args) -> int:
+    from .report import all_reports, index_page
+
+    run = _open_run(args)
+    reports = all_reports(run)
+    figs = {stem: fig for rep in reports.values() for stem, fig in rep.figures.items()}
+    written = _write_figures(args, run, figs)
+    out = Path(args.out) if args.out else run.path / "figures"
+    (out / "index.html").write_text(index_page(run, reports, written))
+    lines = [line for rep in reports.values() for line in rep.lines]
+    lines.append(f"{len(figs)} figures ({len(written)} files) and index.html in {out}")
+    _emit(args, {name: rep.payload for name, rep in reports.items()} | {"files": written}, lines)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    steps = tuple(int(s) for s in args.full_precision.split(",")) if args.full_precision else ()
+    out = export_run(_open_run(args), Path(args.out), args.every, args.dtype, steps)
+    print(f"exported {args.run} to {out}")
+    return 0
+
+
+COMMANDS = {"figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
             "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps}
 
 
@@ -257,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, step=False)
     p.add_argument("--matrix", choices=["W_U", "W_E"], default="W_U", help="which embedding to score (default W_U)")
     p.add_argument("--cluster", choices=["kmeans", "agglomerative"], default="kmeans", help="direct clustering method")
+
+    p = sub.add_parser("figures", help="every paper-style figure of a run, with an index page")
+    _add_run(p)
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
+    p.add_argument("--out", help="folder for figures (default: <run>/figures)")
+
+    p = sub.add_parser("export", help="copy a run with fewer, half-precision checkpoints (for shipping)")
+    _add_run(p)
+    p.add_argument("--out", required=True, help="the new run directory")
+    p.add_argument("--every", type=int, required=True, help="keep every N-th step (plus early log-spaced ones and the last)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--full-precision", help="comma-separated steps to keep in float32 too")
 
     p = sub.add_parser("reps", help="irreducible-representation shares of a group run (Chughtai et al.)")
     _add_run(p)

@@ -275,3 +275,47 @@ def reps_report(run: Run, step: int | None = None) -> Report:
         "irreps_W_U_over_training": F.irrep_shares_over_training(steps, names, over, "Irrep shares of W_U over training"),
     }
     return Report(payload, lines, figs)
+
+
+def training_report(run: Run) -> Report:
+    """Power et al. Fig. 1 (left) and Fig. 4: accuracy and validation loss against steps."""
+    from . import figures as F
+    from .analysis.phases import first_step
+
+    m = run.metrics
+    grokked = first_step(m["step"], m["test_acc"] >= 0.99)
+    memorised = first_step(m["step"], m["train_acc"] >= 0.99)
+    payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grokked,
+               "final_train_acc": float(m["train_acc"][-1]), "final_test_acc": float(m["test_acc"][-1])}
+    lines = [f"{run.name}: train acc >= 99% at step {memorised}, test acc >= 99% at step {grokked}; "
+             f"final train {m['train_acc'][-1]:.3f}, test {m['test_acc'][-1]:.3f}"]
+    figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"{run.name}: train and validation accuracy ({run.task.formula})"),
+            "power_fig4_validation_loss": F.validation_loss(m, f"{run.name}: validation loss ({run.task.formula})")}
+    return Report(payload, lines, figs)
+
+
+def all_reports(run: Run) -> dict[str, Report]:
+    """Every report that applies to the run's task, for `grokinterp figures`."""
+    reports = {"training": training_report(run), "tsne": tsne_report(run)}
+    if run.task.group is not None:
+        reports.update(cosets=cosets_report(run), reps=reps_report(run))
+    elif run.task.is_modular and len(run.task) == run.task.p ** 2:
+        reports.update(fourier=fourier_report(run), progress=progress_report(run))
+    return reports
+
+
+def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
+    """A small HTML page listing every figure with the summaries."""
+    import html
+
+    parts = [f"<html><head><meta charset='utf-8'><title>grokinterp: {html.escape(run.name)}</title></head>",
+             "<body style='font-family: Helvetica, Arial, sans-serif; max-width: 1000px; margin: auto'>",
+             f"<h1>{html.escape(run.name)}: {html.escape(run.task.formula)}</h1>",
+             f"<p>Made by <code>{html.escape(run.command)}</code></p>"]
+    for name, rep in reports.items():
+        parts.append(f"<h2>{html.escape(name)}</h2><pre>{html.escape(chr(10).join(rep.lines))}</pre><ul>")
+        for stem in rep.figures:
+            png = f"{stem}.png" if any(f.endswith(f"{stem}.png") for f in files) else None
+            parts.append(f"<li><a href='{stem}.html'>{stem}</a>" + (f"<br><img src='{png}' width='600'>" if png else "") + "</li>")
+        parts.append("</ul>")
+    return "\n".join(parts + ["</body></html>"])

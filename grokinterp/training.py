@@ -120,6 +120,13 @@ def train(
             if members.index(m) and step != start_step:
                 raise RunError("ensemble members were saved at different steps; resume them one by one")
             start_step = step
+            if cfg.steps < step:
+                raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
+            if saved.steps != cfg.steps:  # record the new budget and how it was set
+                record = read_json(run_dir / "config.json")
+                record["config"]["steps"] = cfg.steps
+                record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
+                atomic_write_json(run_dir / "config.json", record)
             params.append({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
             opt_state.append({k[4:]: v for k, v in tensors.items() if k.startswith("opt.")})
             m.metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
