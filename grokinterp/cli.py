@@ -214,7 +214,40 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
+def cmd_sweep(args) -> int:
+    from . import figures as F
+    from .figures import save_figures
+    from .sweep import SweepSpec, best_accuracy, median_steps_to_generalise, run_sweep, write_results
+
+    floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
+    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
+    spec = SweepSpec(name=args.name, tasks=args.tasks.split(","), fracs=floats(args.fracs), seeds=ints(args.seeds), wds=floats(args.wds),
+                     optimizers=args.optimizers.split(","),
+                     batch_sizes=[None if b == "full" else int(b) for b in args.batch_sizes.split(",")],
+                     p=args.p, model=args.model, lr=args.lr, steps=args.steps, checkpoint_every=args.checkpoint_every)
+    for t in spec.tasks:
+        if t not in TASKS:
+            raise UsageError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
+    spec.configs()  # validates every member before any training
+    root = run_sweep(spec, args.runs_dir, args.max_ensemble, args.backend, args.device, args.ray_address, progress=not args.json)
+    rows = write_results(root, spec)
+    label = f" ({args.label})" if args.label else ""
+    figs = {
+        "sweep_fig1_steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(rows), f"Steps until generalisation{label}"),
+        "sweep_fig2_regularisers": F.accuracy_vs_fraction(best_accuracy(rows, "regulariser"), f"Data efficiency per regulariser{label}"),
+        "sweep_fig2_operations": F.accuracy_vs_fraction(best_accuracy(rows, "task"), f"Best validation accuracy per operation{label}"),
+    }
+    written = [] if args.no_figures else [str(p) for p in save_figures(figs, root / "figures", quiet=args.json)]
+    lines = [f"sweep {spec.name}: {len(rows)} runs in {root}; results in results.csv",
+             f"  {'run':<36} {'train 99%':>9} {'test 99%':>9} {'best test':>9}"]
+    lines += [f"  {r['run']:<36} {str(r['memorised_step']):>9} {str(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
+    if written:
+        lines.append(f"  figures: {len(written)} files in {root / 'figures'}")
+    _emit(args, {"sweep": spec.name, "results": rows, "figures": written}, lines)
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
             "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps}
 
 
@@ -293,6 +326,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, required=True, help="keep every N-th step (plus early log-spaced ones and the last)")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--full-precision", help="comma-separated steps to keep in float32 too")
+
+    p = sub.add_parser("sweep", help="train a grid of runs as ensembles; results table and Power et al. Fig. 1-2")
+    p.add_argument("--name", required=True, help="sweep name (a folder in the runs dir)")
+    p.add_argument("--tasks", default="add", help="comma-separated tasks")
+    p.add_argument("--fracs", default="0.3,0.4,0.5,0.6,0.7,0.8", help="comma-separated training fractions")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--wds", default="1", help="comma-separated weight decays")
+    p.add_argument("--optimizers", default="adamw", help="comma-separated: adamw, grokfast, perpendicular")
+    p.add_argument("--batch-sizes", default="full", help="comma-separated batch sizes or 'full'")
+    p.add_argument("--p", type=int, default=97)
+    p.add_argument("--model", default="tiny-1l")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--max-ensemble", type=int, default=32, help="largest ensemble trained in one process")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--ray-address", help="Ray cluster address (default: start a local instance)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--label", help="text added to figure titles (e.g. 'reduced CPU sweep')")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-figures", action="store_true")
+    _add_runs_dir(p)
 
     p = sub.add_parser("reps", help="irreducible-representation shares of a group run (Chughtai et al.)")
     _add_run(p)

@@ -207,6 +207,25 @@ def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.n
     return fig
 
 
+# ---- sweeps ----------------------------------------------------------------------------------
+
+
+def steps_vs_fraction(data: dict[str, tuple[list, list]], title: str) -> go.Figure:
+    """Power et al. Fig. 1 (centre): median steps until 99% validation accuracy vs training fraction."""
+    fig = _fig(title, xaxis_title="training data fraction", yaxis_title="median steps to 99% validation accuracy", yaxis_type="log")
+    for i, (name, (x, y)) in enumerate(data.items()):
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)])))
+    return fig
+
+
+def accuracy_vs_fraction(data: dict[str, tuple[list, list]], title: str) -> go.Figure:
+    """Power et al. Fig. 2: best validation accuracy within the budget vs training fraction."""
+    fig = _fig(title, xaxis_title="training data fraction", yaxis_title="best validation accuracy", yaxis_range=[0, 1.02])
+    for i, (name, (x, y)) in enumerate(data.items()):
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)])))
+    return fig
+
+
 # ---- writing ---------------------------------------------------------------------------------
 
 _png_warned = False
