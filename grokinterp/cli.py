@@ -209,7 +209,7 @@ def cmd_export(args) -> int:
     from .export import export_run
 
     steps = tuple(int(s) for s in args.full_precision.split(",")) if args.full_precision else ()
-    out = export_run(_open_run(args), Path(args.out), args.every, args.dtype, steps)
+    out = export_run(_open_run(args), Path(args.out), args.every, args.dtype, steps, args.thin_after, args.thin_every)
     print(f"exported {args.run} to {out}")
     return 0
 
@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, required=True, help="keep every N-th step (plus early log-spaced ones and the last)")
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--full-precision", help="comma-separated steps to keep in float32 too")
+    p.add_argument("--thin-after", type=int, help="after this step keep only every --thin-every-th step")
+    p.add_argument("--thin-every", type=int)
 
     p = sub.add_parser("sweep", help="train a grid of runs as ensembles; results table and Power et al. Fig. 1-2")
     p.add_argument("--name", required=True, help="sweep name (a folder in the runs dir)")

@@ -15,8 +15,11 @@ from .runs import Run
 from .store import RunError, atomic_write_json, atomic_write_tensors, checkpoint_path, read_json, read_tensors
 
 
-def export_run(run: Run, out: Path, every: int, dtype: str = "float16", full_precision_steps: tuple[int, ...] = ()) -> Path:
-    """Write the thinned copy of ``run`` to ``out`` (a new run directory) and return it."""
+def export_run(run: Run, out: Path, every: int, dtype: str = "float16", full_precision_steps: tuple[int, ...] = (),
+               thin_after: int | None = None, thin_every: int | None = None) -> Path:
+    """Write the thinned copy of ``run`` to ``out`` (a new run directory) and return it.
+
+    Keeps every ``every``-th step, or every ``thin_every``-th after step ``thin_after``."""
     import torch
 
     out = Path(out)
@@ -26,14 +29,16 @@ def export_run(run: Run, out: Path, every: int, dtype: str = "float16", full_pre
         raise RunError(f"{out} already holds a run; remove it first or choose another --out")
     steps = run.steps
     first_regular = run.config.checkpoint_every
-    keep = [s for s in steps if s < first_regular or s % every == 0 or s == steps[-1]]
+    stride = lambda s: thin_every if thin_after is not None and thin_every and s > thin_after else every  # noqa: E731
+    keep = [s for s in steps if s < first_regular or s % stride(s) == 0 or s == steps[-1]]
     for s in full_precision_steps:
         run.resolve_step(s)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("split.json", "metrics.csv"):
         shutil.copyfile(run.path / name, out / name)
     record = read_json(run.path / "config.json")
-    record["export"] = {"from": str(run.path.name), "every": every, "dtype": dtype, "full_precision_steps": list(full_precision_steps)}
+    record["export"] = {"from": str(run.path.name), "every": every, "thin_after": thin_after, "thin_every": thin_every,
+                        "dtype": dtype, "full_precision_steps": list(full_precision_steps)}
     for s in keep:
         tensors, _ = read_tensors(checkpoint_path(run.path, s))
         atomic_write_tensors(checkpoint_path(out, s), {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}, {"step": str(s)})

@@ -238,7 +238,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  k-means with k = {n_cosets}: {direct['coset_fraction']:.0%} of the clusters are cosets",
         f"  coset structure (score > 0.5) first at step {formed:,}" if formed is not None else "  no coset structure (score > 0.5) yet",
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
-        + ", ".join(f"{n}: {d:g}" for n, d in zip(names, fixed)),
+        + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(names, fixed)),
     ]
     figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(steps, series, f"Coset structure of {matrix} over training")}
     return Report(payload, lines, figs)

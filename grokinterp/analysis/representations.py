@@ -57,4 +57,4 @@ def logit_irrep_cosines(logits: Float[Tensor, "S N n"], pairs: np.ndarray, group
 def fixed_dimensions(group: FiniteGroup, subgroup_elements) -> np.ndarray:
     """(1/|H|) sum_{h in H} chi(h) for every irrep: the dimension H fixes in it."""
     chars = group.characters().real
-    return np.round(chars[:, list(subgroup_elements)].mean(1), 6)
+    return np.round(chars[:, list(subgroup_elements)].mean(1), 6) + 0.0  # + 0.0 turns -0.0 into 0.0
