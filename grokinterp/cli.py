@@ -7,6 +7,7 @@ Errors a user can cause print one line; exit code 2 for usage errors, 1 for the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -92,6 +93,10 @@ def cmd_train(args) -> int:
     }.items() if v is not None}
     if args.full_batch:
         overrides["batch_size"] = None
+    from .sequence_training import SEQUENCE_PRESETS
+
+    if args.run in SEQUENCE_PRESETS:
+        return _train_sequence(args)
     if args.run in PRESETS:
         base = preset(args.run)
     elif args.run and args.resume:
@@ -116,6 +121,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _train_sequence(args) -> int:
+    from .sequence_training import SEQUENCE_PRESETS, train_sequence
+
+    changes = {k: v for k, v in {"steps": args.steps, "seed": args.seed, "wd": args.wd, "lr": args.lr,
+                                 "batch_size": args.batch_size, "name": args.name}.items() if v is not None}
+    cfg = dataclasses.replace(SEQUENCE_PRESETS[args.run], **changes)
+    run_dir = train_sequence(cfg, args.runs_dir, progress=not args.no_progress,
+                             command=" ".join(["grokinterp"] + sys.argv[1:]))
+    print(f"{cfg.name}: {cfg.steps} steps -> {run_dir}")
+    return 0
+
+
+def cmd_phases(args) -> int:
+    from .report import phases_report
+    from .runs import load_run
+
+    run = load_run(args.run, args.runs_dir)
+    compare = load_run(args.compare, args.runs_dir).path if args.compare else None
+    report = phases_report(run.path, compare)
+    written = _write_figures(args, run, report.figures)
+    if written and not args.json:
+        report.lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
+    _emit(args, {**report.payload, "figures": written}, report.lines)
+    return 0
+
+
 def cmd_runs(args) -> int:
     from .runs import list_runs
 
@@ -133,7 +164,10 @@ def cmd_runs(args) -> int:
         if "error" in s:
             lines.append(f"  {s['name']:<20} unreadable: {s['error']}")
             continue
-        acc = f"train {s['train_acc']:.3f}  test {s['test_acc']:.3f}" if "train_acc" in s else "no metrics yet"
+        if "train_acc" in s:
+            acc = f"train {s['train_acc']:.3f}  test {s['test_acc']:.3f}"
+        else:
+            acc = f"test loss {s['test_loss']:.3g}" if s.get("test_loss") is not None else "no metrics yet"
         lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
     if not runs:
         lines.append("  (none yet: `grokinterp train --run modadd113`)")
@@ -247,7 +281,7 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
+COMMANDS = {"phases": cmd_phases, "sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
             "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps}
 
 
@@ -257,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a preset or a run defined by flags, with dense checkpoints")
-    p.add_argument("--run", help=f"preset ({', '.join(PRESETS)}) or, with --resume, an existing run")
+    p.add_argument("--run", help=f"preset ({', '.join(PRESETS)}; sequence presets: add5, add5-finite, repeat-2l, "
+                   "repeat-1l, repeat-2l-finite) or, with --resume, an existing run")
     p.add_argument("--name", help="run name (default: the preset's)")
     p.add_argument("--task", help=f"operation: {', '.join(TASKS)}")
     p.add_argument("--p", type=int, help="modulus for modular tasks (default 97 for flag-defined runs)")
@@ -350,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-figures", action="store_true")
     _add_runs_dir(p)
+
+    p = sub.add_parser("phases", help="phase changes of a sequence run (add5, repeat-2l, ...): per-group losses, induction heads")
+    _add_run(p)
+    _add_output(p, step=False)
+    p.add_argument("--compare", help="a second run to draw beside it (e.g. add5-finite beside add5)")
 
     p = sub.add_parser("reps", help="irreducible-representation shares of a group run (Chughtai et al.)")
     _add_run(p)

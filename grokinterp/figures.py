@@ -207,6 +207,39 @@ def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.n
     return fig
 
 
+# ---- sequence phase changes -------------------------------------------------------------------
+
+
+def loss_groups(metrics: dict, prefix: str, title: str, log_y: bool = True) -> go.Figure:
+    """One line per loss group (e.g. each answer digit) against steps."""
+    fig = _fig(title, xaxis_title="step", yaxis_title="loss", yaxis_type="log" if log_y else "linear")
+    for i, k in enumerate(k for k in metrics if k.startswith(prefix)):
+        fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=k[len(prefix):], line=dict(color=COLORS[i % len(COLORS)])))
+    return fig
+
+
+def train_vs_test(runs: dict[str, dict], title: str) -> go.Figure:
+    """Mean train and test loss of several runs side by side (infinite vs finite data)."""
+    names = list(runs)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+    fig.update_layout(template=TEMPLATE, title=title, width=500 * len(names))
+    for c, name in enumerate(names, start=1):
+        m = runs[name]
+        for split, color in (("train", COLORS[0]), ("test", COLORS[1])):
+            cols = [v for k, v in m.items() if k.startswith(f"{split}_")]
+            fig.add_trace(go.Scatter(x=m["step"], y=np.mean(cols, 0), name=split, line=dict(color=color), showlegend=c == 1), 1, c)
+        fig.update_yaxes(type="log", row=1, col=c)
+        fig.update_xaxes(title_text="step", row=1, col=c)
+    return fig
+
+
+def induction_scores(metrics: dict, title: str) -> go.Figure:
+    fig = _fig(title, xaxis_title="step", yaxis_title="induction score", yaxis_range=[0, 1.02])
+    for i, k in enumerate(k for k in metrics if k.startswith("induction_head")):
+        fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=k.replace("induction_", ""), line=dict(color=COLORS[i % len(COLORS)])))
+    return fig
+
+
 # ---- sweeps ----------------------------------------------------------------------------------
 
 

@@ -10,11 +10,14 @@ pre-LayerNorm blocks and learned positions (Power's code: post-LN, fixed sinusoi
 Inputs are the 4 tokens ``x op y =``; the answer is read at ``=``.
 
 ``tiny-1l``: nanda-1l at d_model 64, 4 heads of 16, d_mlp 256, for tests and quick experiments.
+
+``add5-1l`` (1 layer, d_model 128, 4 heads, d_mlp 512) and the attention-only ``attn-1l`` /
+``attn-2l`` (d_model 48, 4 heads of 12) are for the sequence tasks of ``grokinterp.sequences``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,6 @@ class ModelSpec:
     op_token: bool
     attn_only: bool = False
     act_fn: str = "relu"
-    extra: dict = field(default_factory=dict)
 
     @property
     def d_head(self) -> int:
@@ -38,6 +40,10 @@ MODELS: dict[str, ModelSpec] = {
     "nanda-1l": ModelSpec(1, 128, 4, 512, None, op_token=False),
     "power-2l": ModelSpec(2, 128, 4, 512, "LN", op_token=True),
     "tiny-1l": ModelSpec(1, 64, 4, 256, None, op_token=False),
+    # phase-change models (Nanda's grokking analysis): sequence tasks, all positions predicted
+    "add5-1l": ModelSpec(1, 128, 4, 512, None, op_token=False),
+    "attn-1l": ModelSpec(1, 48, 4, 192, None, op_token=False, attn_only=True),
+    "attn-2l": ModelSpec(2, 48, 4, 192, None, op_token=False, attn_only=True),
 }
 
 

@@ -319,3 +319,41 @@ def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
             parts.append(f"<li><a href='{stem}.html'>{stem}</a>" + (f"<br><img src='{png}' width='600'>" if png else "") + "</li>")
         parts.append("</ul>")
     return "\n".join(parts + ["</body></html>"])
+
+
+def phases_report(run_dir, compare=None) -> Report:
+    """Per-group phase changes of a sequence run (and, with ``compare``, a second run beside it)."""
+    from . import figures as F
+    from .analysis.phase_changes import distinct_steps, induction_formation_step, phase_changes
+    from .store import read_json, read_metrics
+
+    def load(d):
+        rows = read_metrics(d / "metrics.csv", fields=None)
+        return read_json(d / "config.json"), {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+    record, m = load(run_dir)
+    if record.get("kind") != "sequence":
+        raise RunError(f"run {run_dir.name} is not a sequence run; for modular runs use `grokinterp progress`")
+    cfg = record["config"]
+    test_pc, train_pc = phase_changes(m, "test_"), phase_changes(m, "train_")
+    formed = induction_formation_step(m)
+    data = "infinite data" if cfg["n_train"] is None else f"{cfg['n_train']} training sequences"
+    payload = {"run": run_dir.name, "task": cfg["task"], "model": cfg["model"], "data": data,
+               "test_phase_changes": test_pc, "train_phase_changes": train_pc,
+               "distinct_test_phase_changes": distinct_steps(list(test_pc.values())), "induction_formed_step": formed,
+               "final": {k: float(v[-1]) for k, v in m.items() if k != "step"}}
+    fmt = lambda d: ", ".join(f"{k} {v if v is not None else 'never'}" for k, v in d.items())  # noqa: E731
+    lines = [f"{run_dir.name}: {cfg['task']} on {cfg['model']}, {data}, {int(m['step'][-1]):,} steps",
+             f"  test loss below 10% of its start (phase change) at: {fmt(test_pc)}",
+             f"  train loss phase change at: {fmt(train_pc)}",
+             f"  distinct test phase changes: {payload['distinct_test_phase_changes']}"]
+    figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", f"{run_dir.name}: test loss per group")}
+    if any(k.startswith("induction_head") for k in m):
+        best = max(float(m[k][-1]) for k in m if k.startswith("induction_head"))
+        lines.append(f"  induction head formed (score > 0.5) at step {formed}" if formed is not None
+                     else f"  no induction head (best final score {best:.2f})")
+        figs["phases_induction_scores"] = F.induction_scores(m, f"{run_dir.name}: induction score per head (last layer)")
+    if compare is not None:
+        _, m2 = load(compare)
+        figs["phases_train_vs_test"] = F.train_vs_test({run_dir.name: m, compare.name: m2}, "Train and test loss")
+    return Report(payload, lines, figs)

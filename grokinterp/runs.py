@@ -41,6 +41,8 @@ class Run:
 
     @cached_property
     def config(self) -> RunConfig:
+        if self.kind != "table":
+            raise RunError(f"run {self.name} is a {self.kind} run; use `grokinterp phases --run {self.name}`")
         try:
             return RunConfig.from_dict(self.record["config"])
         except (KeyError, TypeError, ConfigError) as e:
@@ -153,7 +155,18 @@ class Run:
                 p.copy_(weights[name])
         return ht.eval()
 
+    @property
+    def kind(self) -> str:
+        """'table' (algorithmic tables, RunConfig) or 'sequence' (grokinterp.sequence_training)."""
+        return self.record.get("kind", "table")
+
     def summary(self) -> dict:
+        if self.kind == "sequence":
+            cfg = self.record["config"]
+            rows = read_metrics(self.path / "metrics.csv", fields=None)
+            test = [v for k, v in rows[-1].items() if k.startswith("test_")] if rows else []
+            return {"name": self.name, "task": cfg["task"], "model": cfg["model"], "steps_done": rows[-1]["step"] if rows else 0,
+                    "steps_planned": cfg["steps"], "checkpoints": len(self.steps), "test_loss": float(np.mean(test)) if test else None}
         m = self.metrics
         steps = self.steps
         out = {"name": self.name, "task": self.task.formula, "model": self.config.model, "frac": self.config.frac,

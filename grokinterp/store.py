@@ -101,22 +101,24 @@ def read_tensors(path: Path) -> tuple[dict, dict]:
         raise RunError(f"{path} is corrupt ({e}); delete it and resume or retrain the run") from None
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
+def write_metrics(path: Path, rows: list[dict], fields: list[str] = METRIC_FIELDS) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (r[k] if k == "step" else f"{r[k]:.9g}") for k in METRIC_FIELDS})
+        w.writerow({k: (r[k] if k == "step" else f"{r[k]:.9g}") for k in fields})
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path, fields: list[str] = METRIC_FIELDS) -> list[dict]:
+    """Rows of metrics.csv; ``fields=None`` accepts any columns that start with 'step'."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            if reader.fieldnames != METRIC_FIELDS:
-                raise RunError(f"{path} is corrupt (columns {reader.fieldnames}); restore it or retrain the run")
-            return [{k: (int(r[k]) if k == "step" else float(r[k])) for k in METRIC_FIELDS} for r in reader]
+            names = reader.fieldnames or []
+            if (fields is not None and names != fields) or (fields is None and names[:1] != ["step"]):
+                raise RunError(f"{path} is corrupt (columns {names}); restore it or retrain the run")
+            return [{k: (int(r[k]) if k == "step" else float(r[k])) for k in names} for r in reader]
     except FileNotFoundError:
         raise RunError(f"{path} is missing; the run directory is incomplete (retrain it or restore the file)") from None
     except (ValueError, TypeError) as e:
