@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from grokinterp.analysis.phase_changes import distinct_steps, induction_formation_step, phase_change_step
+from grokinterp.cli import main
+from grokinterp.sequences import Add5, Repeat, induction_scores, per_token_losses
+
+
+def test_add5_sequences_are_correct_sums():
+    task = Add5()
+    seq = task.sample(np.random.default_rng(0), 50).numpy()
+    num = lambda d: int("".join(map(str, d)))  # noqa: E731
+    for s in seq:
+        assert s[5] == 10 and s[11] == 11
+        assert num(s[:5]) + num(s[6:11]) == num(s[12:])
+    assert task.n_ctx == 18 and list(task.loss_positions) == [11, 12, 13, 14, 15, 16]
+
+
+def test_repeat_sequences_contain_the_repeat():
+    task = Repeat()
+    batch = task.sample(np.random.default_rng(0), 40).numpy()
+    for row in batch:
+        seq, first, second = row[:85], row[85], row[86]
+        assert second >= first + 16 and second + 16 <= 85
+        assert (seq[first : first + 16] == seq[second : second + 16]).all()
+
+
+@pytest.mark.parametrize("task", [Add5(), Repeat()])
+def test_oracle_logits_have_near_zero_loss(task):
+    batch = task.sample(np.random.default_rng(1), 8)
+    tokens = batch[:, : task.n_ctx]
+    logits = torch.full((8, task.n_ctx, task.d_vocab), -30.0)
+    logits[:, :-1].scatter_(-1, tokens[:, 1:, None], 30.0)  # predict the next token perfectly
+    losses = per_token_losses(task, logits, batch)
+    assert losses.shape == (len(task.loss_names),) and losses.max() < 1e-10
+    assert per_token_losses(task, torch.zeros_like(logits), batch).min() == pytest.approx(np.log(task.d_vocab))
+
+
+def test_induction_score_of_a_perfect_induction_pattern():
+    task = Repeat()
+    batch = task.sample(np.random.default_rng(2), 6)
+    pattern = torch.zeros(6, 2, 85, 85)
+    first, second = batch[:, -2], batch[:, -1]
+    for b in range(6):
+        for q in range(85):
+            pattern[b, 1, q, 0] = 1.0  # head 1: attends to BOS-like position 0
+            d = q - second[b].item()
+            k = first[b].item() + d + 1 if 0 <= d < 16 else 0
+            pattern[b, 0, q, min(k, 84)] = 1.0  # head 0: an induction head
+    s = induction_scores(pattern, batch, task)
+    assert s[0] == pytest.approx(1.0) and s[1] < 0.1
+
+
+def test_phase_change_helpers():
+    steps = np.arange(0, 1000, 10)
+    loss = np.where(steps < 400, 2.0, 0.05)
+    assert phase_change_step(steps, loss) == 400 and phase_change_step(steps, np.full(100, 2.0)) is None
+    assert distinct_steps([100, 105, 400, 900, None]) == 3
+    m = {"step": steps, "induction_head0": np.where(steps > 600, 0.9, 0.1), "induction_head1": np.zeros(100)}
+    assert induction_formation_step(m) == 610
+
+
+def test_sequence_training_and_phases_command(tmp_path, capsys):
+    assert main(["train", "--run", "repeat-1l", "--steps", "20", "--runs-dir", str(tmp_path), "--no-progress"]) == 0
+    assert main(["train", "--run", "add5-finite", "--steps", "20", "--runs-dir", str(tmp_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["phases", "--run", "add5-finite", "--compare", "repeat-1l", "--runs-dir", str(tmp_path), "--json", "--no-figures"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["test_phase_changes"]) == {"digit5", "digit4", "digit3", "digit2", "digit1", "digit0"}
+    assert data["data"] == "1000 training sequences"
+    assert main(["phases", "--run", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    assert "induction" in capsys.readouterr().out
+    assert main(["fourier", "--run", "repeat-1l", "--runs-dir", str(tmp_path)]) == 1  # a sequence run is not a table run
