@@ -83,13 +83,14 @@ def validation_loss(metrics: dict, title: str = "Validation loss") -> go.Figure:
 
 
 def embedding_fourier_norms(norms: np.ndarray, names: list[str], title: str = "Norms of the embedding in the Fourier basis") -> go.Figure:
-    """Bars per Fourier component, cos and sin coloured and labelled separately (Nanda Fig. 2 left)."""
-    fig = _fig(title, xaxis_title="Fourier component", yaxis_title="norm", bargap=0.1)
-    kinds = np.array([n.split()[0] for n in names])
-    for kind, color in (("const", COLORS[8]), ("cos", COLORS[0]), ("sin", COLORS[1])):
-        idx = np.flatnonzero(kinds == kind)
-        fig.add_trace(go.Bar(x=[names[i] for i in idx], y=norms[idx], name=kind, marker_color=color))
-    fig.update_xaxes(categoryorder="array", categoryarray=names, tickangle=-90, tickfont_size=8)
+    """Bars per frequency k, cos k and sin k side by side and labelled (Nanda Fig. 2 left); k = 0 is the constant."""
+    fig = _fig(title, xaxis_title="frequency k", yaxis_title="norm", barmode="group", bargap=0.15, width=1000)
+    K = (len(names) - 1) // 2
+    k = np.arange(1, K + 1)
+    fig.add_trace(go.Bar(x=[0], y=[norms[0]], name="const", marker_color=COLORS[8], hovertext=[names[0]]))
+    fig.add_trace(go.Bar(x=k, y=norms[1::2], name="cos k", marker_color=COLORS[0], hovertext=names[1::2]))
+    fig.add_trace(go.Bar(x=k, y=norms[2::2], name="sin k", marker_color=COLORS[1], hovertext=names[2::2]))
+    fig.update_xaxes(dtick=5)
     return fig
 
 

@@ -1,0 +1,82 @@
+"""The reference runs shipped in checkpoints/: small enough, grokked, and faithful in float16."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import grokinterp as gi
+from grokinterp.analysis import fourier as fa
+from grokinterp.analysis.batched import logits_and_neurons
+from grokinterp.analysis.cosets import coset_scores
+from grokinterp.analysis.progress import progress_measures
+from grokinterp.analysis.representations import irrep_shares
+from grokinterp.export import full_precision_weights
+from grokinterp.models import model_spec
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def test_shipped_checkpoints_fit_in_100_mib():
+    total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file() and "figures" not in p.parts and p.name != "state.safetensors")
+    assert total < 100 * 2**20
+
+
+@pytest.fixture(scope="module")
+def modadd():
+    return gi.load_run(SHIPPED / "modadd113")
+
+
+@pytest.fixture(scope="module")
+def s5():
+    return gi.load_run(SHIPPED / "s5")
+
+
+def both_precisions(run, step):
+    """Stacked weights (S = 2): [float16 as shipped, float32 copy]."""
+    half, full = run.weights(step), full_precision_weights(run, step)
+    return {k: torch.stack([half[k], full[k]]) for k in half}
+
+
+def test_modadd113_grokked_and_was_recorded(modadd):
+    m = modadd.metrics
+    assert m["train_acc"][-1] == 1.0 and m["test_acc"][-1] >= 0.99
+    assert "grokinterp train --run modadd113" in modadd.command
+    assert modadd.record["export"]["dtype"] == "float16"
+
+
+def test_modadd113_analyses_survive_float16(modadd):
+    p, spec = modadd.task.p, model_spec(modadd.config.model)
+    for step in modadd.record["export"]["full_precision_steps"]:
+        w = both_precisions(modadd, step)
+        _, acts = logits_and_neurons(w, modadd.task, spec)
+        keys = []
+        for i in range(2):
+            one = {k: v[i : i + 1] for k, v in w.items()}
+            kf = fa.key_frequencies(one, acts[i].reshape(p, p, -1), p)
+            keys.append((kf.from_neurons, kf.from_embedding, kf.from_logit_map))
+        assert keys[0] == keys[1], step  # key frequencies identical
+        m = progress_measures(w, [step, step], modadd.task, spec, modadd.train_mask, keys[1][0] or keys[1][2])
+        for name in ("restricted_loss", "excluded_loss", "gini_embedding", "gini_logit_map", "sum_squared_weights", "test_acc"):
+            a, b = getattr(m, name)
+            assert a == pytest.approx(b, rel=0.03, abs=1e-4), (step, name)
+        # float16 rounding moves tiny losses by a relative amount; the scale stays
+        assert abs(np.log10(m.test_loss[0]) - np.log10(m.test_loss[1])) < 0.1
+
+
+def test_s5_grokked(s5):
+    m = s5.metrics
+    assert m["train_acc"][-1] >= 0.99 and m["test_acc"][-1] >= 0.99
+
+
+def test_s5_analyses_survive_float16(s5):
+    G = s5.task.group
+    for step in s5.record["export"]["full_precision_steps"]:
+        w = both_precisions(s5, step)
+        X = w["unembed.W_U"].transpose(1, 2)
+        cs = coset_scores(X, G)
+        assert cs.best_index(0) == cs.best_index(1)
+        np.testing.assert_allclose(cs.scores[0], cs.scores[1], atol=0.01)
+        shares = irrep_shares(X, G).numpy()
+        np.testing.assert_allclose(shares[0], shares[1], atol=0.005)
