@@ -169,7 +169,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
     if run.task.group is None:
         lines = [f"{run.name} at step {step}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}"]
-        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights, {run.task.formula}, step {step}")
+        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights<br><sup>{run.task.formula}, step {step}</sup>")
     else:
         group = run.task.group
         best = coset_scores(X[None], group).best()
@@ -177,7 +177,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         lines = [f"{run.name} at step {step}: t-SNE of the 120 output vectors, coloured by the best coset partition: "
                  f"{payload['colour_by']}"]
         fig = F.tsne_group(xy, best.labels, run.task.element_names(),
-                           f"t-SNE of the output weights (S5, step {step}); colour: {payload['colour_by']}")
+                           f"t-SNE of the output weights (S5, step {step})<br><sup>colour: cosets of {payload['colour_by']}</sup>")
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
