@@ -103,7 +103,7 @@ def train(
     spec = model_spec(first.model)
     command = command or " ".join(["grokinterp"] + [shlex.quote(a) for a in sys.argv[1:]])
 
-    members, start_step, params, opt_state = [], 0, [], []
+    members, start_step, params, opt_state, budget_updates = [], 0, [], [], []
     for cfg in configs:
         run_dir = root / cfg.name
         train_idx, _ = task.split(cfg.frac, cfg.split_seed)
@@ -122,14 +122,14 @@ def train(
             start_step = step
             if cfg.steps < step:
                 raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
-            if saved.steps != cfg.steps:  # record the new budget and how it was set
-                record = read_json(run_dir / "config.json")
-                record["config"]["steps"] = cfg.steps
-                record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
-                atomic_write_json(run_dir / "config.json", record)
             params.append({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
             opt_state.append({k[4:]: v for k, v in tensors.items() if k.startswith("opt.")})
             m.metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
+            if saved.steps != cfg.steps:  # record the new budget, once everything has been read
+                record = read_json(run_dir / "config.json")
+                record["config"]["steps"] = cfg.steps
+                record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
+                budget_updates.append((run_dir / "config.json", record))
         else:
             if (run_dir / "config.json").exists():
                 raise ConfigError(f"run {cfg.name!r} already exists in {root}; add --resume to continue it, or choose another --name")
@@ -143,6 +143,8 @@ def train(
                  "created": time.strftime("%Y-%m-%d %H:%M:%S")},
             )
 
+    for path, record in budget_updates:
+        atomic_write_json(path, record)
     stacked = _stack(params, dev)
     trainable = {n: p.requires_grad_(True) for n, p in stacked.items() if is_trainable(n)}
     E = len(members)
