@@ -68,11 +68,12 @@ def forward(
         q, k, v = (_project(x, p(f"attn.W_{n}"), p(f"attn.b_{n}")) for x, n in ((h[:, :, qpos], "Q"), (h, "K"), (h, "V")))
         if layer == 0:
             q, k, v = _gather(q, tokens[:, :, qpos]), _gather(k, tokens), _gather(v, tokens)
-        scores = torch.einsum("ebqhd,ebkhd->ebhqk", q, k) / math.sqrt(spec.d_head)
+        # contexts are a few tokens long: broadcast products beat thousands of tiny matmuls
+        scores = (q[:, :, :, None] * k[:, :, None]).sum(-1) / math.sqrt(spec.d_head)  # (E, B, q, k, H)
         if not last:
             causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).triu(1)
-            scores = scores.masked_fill(causal, float("-inf"))
-        z = torch.einsum("ebhqk,ebkhd->ebqhd", scores.softmax(-1), v)
+            scores = scores.masked_fill(causal[:, :, None], float("-inf"))
+        z = (scores.softmax(3)[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
         attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
         resid = resid[:, :, qpos] + attn_out
         if not spec.attn_only:
