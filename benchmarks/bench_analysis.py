@@ -31,6 +31,7 @@ def main() -> None:
     steps = run.steps[-args.limit:] if args.limit else run.steps
     freqs = [int(k) for k in args.freqs.split(",")]
     spec, task = model_spec(run.config.model), run.task
+    run.model(steps[0])  # import TransformerLens once, outside both timings
 
     t = time.perf_counter()
     batched = progress_measures(run.stacked_weights(steps), steps, task, spec, run.train_mask, freqs)

@@ -35,7 +35,7 @@ def chunks(weights: dict[str, Tensor], size: int) -> Iterator[dict[str, Tensor]]
         yield {k: v[s : s + size] for k, v in weights.items()}
 
 
-def chunk_size(task: Task, d_mlp: int, budget_bytes: float = 1.5e9) -> int:
+def chunk_size(task: Task, d_mlp: int, budget_bytes: float = 2e8) -> int:
     """How many checkpoints fit a memory budget when running every pair of the task."""
     per_ckpt = len(task) * (task.n * 8 + d_mlp * 4 * 3)
     return max(1, int(budget_bytes // per_ckpt))
