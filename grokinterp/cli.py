@@ -137,14 +137,8 @@ def cmd_phases(args) -> int:
     from .report import phases_report
     from .runs import load_run
 
-    run = load_run(args.run, args.runs_dir)
     compare = load_run(args.compare, args.runs_dir).path if args.compare else None
-    report = phases_report(run.path, compare)
-    written = _write_figures(args, run, report.figures)
-    if written and not args.json:
-        report.lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
-    _emit(args, {**report.payload, "figures": written}, report.lines)
-    return 0
+    return _report_command(args, phases_report(_open_run(args).path, compare))
 
 
 def cmd_runs(args) -> int:
