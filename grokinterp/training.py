@@ -103,6 +103,10 @@ def train(
     spec = model_spec(first.model)
     command = command or " ".join(["grokinterp"] + [shlex.quote(a) for a in sys.argv[1:]])
 
+    if not resume:  # refuse before anything is written
+        for cfg in configs:
+            if (root / cfg.name / "config.json").exists():
+                raise ConfigError(f"run {cfg.name!r} already exists in {root}; add --resume to continue it, or choose another --name")
     members, start_step, params, opt_state, budget_updates = [], 0, [], [], []
     for cfg in configs:
         run_dir = root / cfg.name
@@ -114,7 +118,8 @@ def train(
             if saved.replace(steps=cfg.steps, name=cfg.name) != cfg:
                 raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
             if not (run_dir / "state.safetensors").is_file():
-                raise RunError(f"run {cfg.name} has no state.safetensors to resume from; train it afresh")
+                raise RunError(f"run {cfg.name} has no state.safetensors to resume from (it stopped before its first "
+                               f"checkpoint); delete {run_dir} and train it afresh")
             tensors, meta = read_tensors(run_dir / "state.safetensors")
             step = int(meta["step"])
             if members.index(m) and step != start_step:
@@ -131,8 +136,6 @@ def train(
                 record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
                 budget_updates.append((run_dir / "config.json", record))
         else:
-            if (run_dir / "config.json").exists():
-                raise ConfigError(f"run {cfg.name!r} already exists in {root}; add --resume to continue it, or choose another --name")
             ht = build_model(cfg.model, task.d_vocab, task.n, task.n_ctx, seed=cfg.seed)
             params.append({n: p.detach().clone() for n, p in ht.named_parameters()})
             run_dir.mkdir(parents=True, exist_ok=True)
