@@ -45,9 +45,8 @@ def add_phases(fig: go.Figure, phases, row=None, col=None) -> None:
     b = [0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
     for (name, color), x0, x1 in zip(PHASE_COLORS.items(), b[:-1], b[1:]):
         if x0 is not None and x1 is not None and x1 > x0:
-            fig.add_vrect(x0=max(x0, 1), x1=x1, fillcolor=color, line_width=0, row=row, col=col,
-                          annotation_text=name if row in (None, 1) else None, annotation_position="top left",
-                          annotation_font_size=11)
+            label = dict(annotation_text=name, annotation_position="top left", annotation_font_size=10) if row is None else {}
+            fig.add_vrect(x0=max(x0, 1), x1=x1, fillcolor=color, line_width=0, row=row, col=col, **label)
 
 
 # ---- training curves -------------------------------------------------------------------------
@@ -141,12 +140,14 @@ def progress_panels(m, phases=None) -> go.Figure:
         (1, 2, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("restricted", m.restricted_loss, COLORS[2])], "log"),
         (2, 1, [("test / restricted", m.test_loss / m.restricted_loss, COLORS[4])], "log"),
         (2, 2, [("sum of squared weights", m.sum_squared_weights, COLORS[5])], "linear"),
-        (3, 1, [("W_E", m.gini_embedding, COLORS[0]), ("W_L", m.gini_logit_map, COLORS[1])], "linear"),
+        (3, 1, [("Gini W_E", m.gini_embedding, COLORS[6]), ("Gini W_L", m.gini_logit_map, COLORS[7])], "linear"),
     ]
+    shown = set()
     for row, col, traces, ytype in panels:
         for name, y, color in traces:
             fig.add_trace(go.Scatter(x=s, y=y, name=name, line=dict(color=color), legendgroup=name,
-                                     showlegend=(row, col) in ((1, 1), (1, 2), (3, 1))), row, col)
+                                     showlegend=name not in shown), row, col)
+            shown.add(name)
         fig.update_yaxes(type=ytype, row=row, col=col)
         fig.update_xaxes(title_text="step", row=row, col=col)
         add_phases(fig, phases, row, col)
@@ -280,7 +281,9 @@ def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet:
 
         pngs = [out / f"{stem}.png" for stem in figs]
         try:
-            pio.write_images(list(figs.values()), pngs)
+            figures = list(figs.values())
+            pio.write_images(figures, pngs, width=[f.layout.width or 800 for f in figures],
+                             height=[f.layout.height or 500 for f in figures])
             written += pngs
         except Exception as e:  # no Chrome, or kaleido missing: HTML is still there
             if not _png_warned:
