@@ -7,7 +7,7 @@ in the run directory together with the command that made it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .models import model_spec
 from .tasks import Task, TaskError
@@ -40,7 +40,6 @@ class RunConfig:
     loss: str = "ce"  # ce | stablemax
     checkpoint_dtype: str = "float32"  # float32 | float16 (storage only)
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
