@@ -11,7 +11,7 @@ Inputs are the 4 tokens ``x op y =``; the answer is read at ``=``.
 
 ``tiny-1l``: nanda-1l at d_model 64, 4 heads of 16, d_mlp 256, for tests and quick experiments.
 
-``add5-1l`` (1 layer, d_model 128, 4 heads, d_mlp 512) and the attention-only ``attn-1l`` /
+``add5-1l`` (1 layer, d_model 128, 4 heads, d_mlp 512) and the attention-only, pre-LN ``attn-1l`` /
 ``attn-2l`` (d_model 48, 4 heads of 12) are for the sequence tasks of ``grokinterp.sequences``.
 """
 
@@ -42,8 +42,8 @@ MODELS: dict[str, ModelSpec] = {
     "tiny-1l": ModelSpec(1, 64, 4, 256, None, op_token=False),
     # phase-change models (Nanda's grokking analysis): sequence tasks, all positions predicted
     "add5-1l": ModelSpec(1, 128, 4, 512, None, op_token=False),
-    "attn-1l": ModelSpec(1, 48, 4, 192, None, op_token=False, attn_only=True),
-    "attn-2l": ModelSpec(2, 48, 4, 192, None, op_token=False, attn_only=True),
+    "attn-1l": ModelSpec(1, 48, 4, 192, "LN", op_token=False, attn_only=True),
+    "attn-2l": ModelSpec(2, 48, 4, 192, "LN", op_token=False, attn_only=True),
 }
 
 
@@ -89,6 +89,31 @@ def build_model(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: in
         if not is_trainable(name):
             p.requires_grad_(False)
     return ht
+
+
+def parameter_shapes(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int) -> dict[str, tuple[int, ...]]:
+    """HookedTransformer parameter names and shapes of a named model, without importing TransformerLens.
+
+    Used to check checkpoints cheaply; a test compares it with ``build_model(...).named_parameters()``.
+    """
+    s = model_spec(model)
+    d, H, dh = s.d_model, s.n_heads, s.d_head
+    shapes = {"embed.W_E": (d_vocab, d), "pos_embed.W_pos": (n_ctx, d)}
+    for layer in range(s.n_layers):
+        b = f"blocks.{layer}."
+        if s.normalization_type:
+            shapes.update({b + "ln1.w": (d,), b + "ln1.b": (d,)})
+            if not s.attn_only:
+                shapes.update({b + "ln2.w": (d,), b + "ln2.b": (d,)})
+        for n in "QKV":
+            shapes.update({b + f"attn.W_{n}": (H, d, dh), b + f"attn.b_{n}": (H, dh)})
+        shapes.update({b + "attn.W_O": (H, dh, d), b + "attn.b_O": (d,)})
+        if not s.attn_only:
+            shapes.update({b + "mlp.W_in": (d, s.d_mlp), b + "mlp.b_in": (s.d_mlp,), b + "mlp.W_out": (s.d_mlp, d), b + "mlp.b_out": (d,)})
+    if s.normalization_type:
+        shapes.update({"ln_final.w": (d,), "ln_final.b": (d,)})
+    shapes.update({"unembed.W_U": (d, d_vocab_out), "unembed.b_U": (d_vocab_out,)})
+    return shapes
 
 
 def is_trainable(name: str) -> bool:

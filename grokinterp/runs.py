@@ -125,8 +125,10 @@ class Run:
 
     @cached_property
     def _expected_shapes(self) -> dict:
-        ht = self._empty_model()
-        return {n: tuple(p.shape) for n, p in ht.named_parameters()}
+        from .models import parameter_shapes
+
+        t = self.task
+        return parameter_shapes(self.config.model, t.d_vocab, t.n, t.n_ctx)
 
     def _check_shapes(self, tensors: dict, step: int) -> None:
         expected = self._expected_shapes

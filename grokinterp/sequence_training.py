@@ -55,12 +55,12 @@ SEQUENCE_PRESETS = {
     "add5": SequenceConfig("add5", description="5-digit addition, infinite data, 1 layer (per-digit phase changes)"),
     "add5-finite": SequenceConfig("add5-finite", n_train=1000, wd=1.0, steps=6000, log_every=50,
                                   description="5-digit addition on 1,000 fixed examples, wd 1 (groks)"),
-    "repeat-2l": SequenceConfig("repeat-2l", task="repeat", model="attn-2l", batch_size=64, steps=2000, wd=0.1,
-                                description="repeated subsequence, 2-layer attention-only, infinite data (induction heads)"),
-    "repeat-1l": SequenceConfig("repeat-1l", task="repeat", model="attn-1l", batch_size=64, steps=2000, wd=0.1,
+    "repeat-2l": SequenceConfig("repeat-2l", task="repeat", model="attn-2l", batch_size=128, lr=3e-3, steps=1500, wd=0.1, log_every=50,
+                                description="repeated subsequence, 2-layer attention-only, infinite data (phase change)"),
+    "repeat-1l": SequenceConfig("repeat-1l", task="repeat", model="attn-1l", batch_size=128, lr=3e-3, steps=1500, wd=0.1, log_every=50,
                                 description="repeated subsequence, 1-layer attention-only (cannot form induction heads)"),
-    "repeat-2l-finite": SequenceConfig("repeat-2l-finite", task="repeat", model="attn-2l", n_train=512, batch_size=64, steps=6000,
-                                       wd=1.0, log_every=50, description="repeated subsequence on 512 fixed sequences, wd 1"),
+    "repeat-2l-finite": SequenceConfig("repeat-2l-finite", task="repeat", model="attn-2l", n_train=512, batch_size=128, lr=3e-3,
+                                       steps=6000, wd=1.0, log_every=50, description="repeated subsequence on 512 fixed sequences, wd 1"),
 }
 
 

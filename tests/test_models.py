@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from grokinterp.engine import AdamW, forward, per_example_loss
-from grokinterp.models import ModelError, build_model, model_spec, non_embedding_parameters
+from grokinterp.models import MODELS, ModelError, build_model, model_spec, non_embedding_parameters, parameter_shapes
 
 
 def test_parameter_counts():
@@ -12,6 +12,12 @@ def test_parameter_counts():
     power = build_model("power-2l", 122, 120, 4, seed=0)
     assert 3.8e5 < non_embedding_parameters(power) < 4.2e5  # Power et al.: about 4e5
     assert all(not p.requires_grad for n, p in power.named_parameters() if n.rsplit(".", 1)[-1].startswith("b_"))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parameter_shapes_match_hooked_transformer(name):
+    ht = build_model(name, 15, 13, 5, seed=0)
+    assert parameter_shapes(name, 15, 13, 5) == {n: tuple(p.shape) for n, p in ht.named_parameters()}
 
 
 def test_unknown_model():
