@@ -27,7 +27,7 @@ from ..groups import FiniteGroup
 SIDES = ("left", "right")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: labels is an array
 class Partition:
     subgroup: int  # index into group.subgroups
     side: str
