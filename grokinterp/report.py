@@ -321,6 +321,17 @@ def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
     return "\n".join(parts + ["</body></html>"])
 
 
+def _final_offset_profile(run_dir) -> np.ndarray:
+    """(heads, offsets) induction scores of the last layer at the last checkpoint, on fresh sequences."""
+    from .sequence_training import load_sequence_model
+    from .sequences import induction_offset_profile
+
+    cfg, task, model = load_sequence_model(run_dir)
+    batch = task.sample(np.random.default_rng([cfg.seed, 4]), 256)
+    _, cache = model.run_with_cache(batch[:, : task.n_ctx], names_filter=lambda n: n.endswith("hook_pattern"))
+    return induction_offset_profile(cache[f"blocks.{model.cfg.n_layers - 1}.attn.hook_pattern"], batch, task).numpy()
+
+
 def phases_report(run_dir, compare=None) -> Report:
     """Per-group phase changes of a sequence run (and, with ``compare``, a second run beside it)."""
     from . import figures as F
@@ -351,7 +362,11 @@ def phases_report(run_dir, compare=None) -> Report:
     if any(k.startswith("induction_head") for k in m):
         best = max(float(m[k][-1]) for k in m if k.startswith("induction_head"))
         lines.append(f"  induction head formed (score > 0.5) at step {formed}" if formed is not None
-                     else f"  no induction head (best final score {best:.2f})")
+                     else f"  no induction head at offset 1 (best final score {best:.2f})")
+        profile = _final_offset_profile(run_dir)
+        payload["final_offset_profile"] = profile.tolist()
+        heads = [f"head {h}: offset {int(row.argmax()) + 1} ({row.max():.2f})" for h, row in enumerate(profile)]
+        lines.append("  last layer at the end, best induction offset per head: " + "; ".join(heads))
         figs["phases_induction_scores"] = F.induction_scores(m, f"{run_dir.name}: induction score per head (last layer)")
     if compare is not None:
         _, m2 = load(compare)

@@ -129,5 +129,18 @@ def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, co
     return run_dir
 
 
-def is_sequence_run(run_dir: Path) -> bool:
-    return read_json(run_dir / "config.json").get("kind") == "sequence"
+def load_sequence_model(run_dir: Path, step: int | None = None):
+    """(config, task, HookedTransformer) of a sequence run at ``step`` (default: the last checkpoint)."""
+    from .store import RunError, checkpoint_steps_on_disk, read_tensors
+
+    cfg = SequenceConfig(**read_json(run_dir / "config.json")["config"])
+    task = cfg.make_task()
+    steps = checkpoint_steps_on_disk(run_dir)
+    if not steps:
+        raise RunError(f"run {run_dir.name} has no checkpoints yet")
+    tensors, _ = read_tensors(checkpoint_path(run_dir, steps[-1] if step is None else step))
+    model = build_model(cfg.model, task.d_vocab, task.d_vocab, task.n_ctx, seed=cfg.seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(tensors[name])
+    return cfg, task, model.eval()

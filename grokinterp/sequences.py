@@ -97,15 +97,25 @@ def per_token_losses(task, logits: torch.Tensor, batch: torch.Tensor) -> torch.T
     return nll.mean()[None]
 
 
-def induction_scores(patterns: torch.Tensor, batch: torch.Tensor, task: Repeat) -> torch.Tensor:
-    """Mean attention from each token of the second occurrence to the token after its first occurrence.
+def induction_scores(patterns: torch.Tensor, batch: torch.Tensor, task: Repeat, offset: int = 1) -> torch.Tensor:
+    """Mean attention from each token of the second occurrence to ``offset`` tokens after its first occurrence.
 
-    patterns: (B, heads, query, key) of one layer -> (heads,). An induction head scores near 1.
+    patterns: (B, heads, query, key) of one layer -> (heads,). With offset 1 this is the textbook
+    induction score (attend to the token after the previous occurrence); an induction head scores near 1.
     """
     first, second = batch[:, -2], batch[:, -1]
     offs = torch.arange(1, task.sub_len)
     q = second[:, None] + offs  # queries inside the repeat (not its first token)
-    k = first[:, None] + offs + 1  # the token after the previous occurrence
-    k = k.clamp(max=task.length - 1)
+    k = (first[:, None] + offs + offset).clamp(max=task.length - 1)
     b = torch.arange(len(batch))[:, None]
     return patterns[b, :, q, k].mean((0, 1))
+
+
+def induction_offset_profile(patterns: torch.Tensor, batch: torch.Tensor, task: Repeat) -> torch.Tensor:
+    """(heads, sub_len) induction scores for offsets 1..sub_len.
+
+    A head that peaks at offset d attends from a repeated token to d tokens after its earlier copy:
+    induction through K-composition with a layer-0 head that looks d tokens back (d = 1 is the
+    textbook previous-token head).
+    """
+    return torch.stack([induction_scores(patterns, batch, task, d) for d in range(1, task.sub_len + 1)], -1)

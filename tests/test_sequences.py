@@ -52,6 +52,21 @@ def test_induction_score_of_a_perfect_induction_pattern():
     assert s[0] == pytest.approx(1.0) and s[1] < 0.1
 
 
+def test_induction_offset_profile_finds_a_planted_offset():
+    from grokinterp.sequences import induction_offset_profile
+
+    task = Repeat()
+    batch = task.sample(np.random.default_rng(3), 6)
+    pattern = torch.zeros(6, 1, 85, 85)
+    first, second = batch[:, -2], batch[:, -1]
+    for b in range(6):
+        for q in range(85):
+            d = q - second[b].item()
+            pattern[b, 0, q, min(first[b].item() + d + 5, q) if 0 <= d < 16 else 0] = 1.0
+    profile = induction_offset_profile(pattern, batch, task)[0]
+    assert int(profile.argmax()) + 1 == 5 and profile.max() == pytest.approx(1.0) and profile[0] < 0.1
+
+
 def test_phase_change_helpers():
     steps = np.arange(0, 1000, 10)
     loss = np.where(steps < 400, 2.0, 0.05)
