@@ -67,9 +67,6 @@ class FiniteGroup:
         return self.elements.index(element)
 
     # ---- basic structure ----------------------------------------------------------------------
-    def mul(self, a, b):
-        return self.table[a, b]
-
     def element_order(self, g: int) -> int:
         k, x = 1, g
         while x != self.identity:

@@ -122,11 +122,6 @@ def is_trainable(name: str) -> bool:
     return not leaf.startswith("b_")
 
 
-def parameter_names(ht) -> list[str]:
-    """Names of the parameters (not buffers) of a HookedTransformer, in state-dict order."""
-    return [n for n, _ in ht.named_parameters()]
-
-
 def non_embedding_parameters(ht) -> int:
     """Trainable weights in the blocks (Power et al. count: about 4e5 for power-2l)."""
     return sum(p.numel() for n, p in ht.named_parameters() if n.startswith("blocks.") and p.requires_grad)

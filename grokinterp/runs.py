@@ -107,11 +107,11 @@ class Run:
             raise RunError(f"run {self.name} has no checkpoint at step {step}; the nearest is {near}")
         return step
 
-    def weights(self, step: int | None = None) -> dict:
-        """Parameters of one checkpoint as float32 tensors, checked against the config."""
+    def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
+        """Parameters of one checkpoint (all, or only ``names``) as float32 tensors, checked against the config."""
         step = self.resolve_step(step)
-        tensors, _ = read_tensors(checkpoint_path(self.path, step))
-        self._check_shapes(tensors, step)
+        tensors, _ = read_tensors(checkpoint_path(self.path, step), names)
+        self._check_shapes(tensors, step, partial=names is not None)
         return {k: v.float() for k, v in tensors.items()}
 
     def stacked_weights(self, steps: list[int] | None = None, names: list[str] | None = None) -> dict:
@@ -119,9 +119,8 @@ class Run:
         import torch
 
         steps = self.steps if steps is None else [self.resolve_step(s) for s in steps]
-        per_step = [self.weights(s) for s in steps]
-        keys = names or list(per_step[0])
-        return {k: torch.stack([w[k] for w in per_step]) for k in keys}
+        per_step = [self.weights(s, names) for s in steps]
+        return {k: torch.stack([w[k] for w in per_step]) for k in per_step[0]}
 
     @cached_property
     def _expected_shapes(self) -> dict:
@@ -130,9 +129,11 @@ class Run:
         t = self.task
         return parameter_shapes(self.config.model, t.d_vocab, t.n, t.n_ctx)
 
-    def _check_shapes(self, tensors: dict, step: int) -> None:
+    def _check_shapes(self, tensors: dict, step: int, partial: bool = False) -> None:
         expected = self._expected_shapes
         got = {k: tuple(v.shape) for k, v in tensors.items()}
+        if partial:
+            expected = {k: expected.get(k) for k in got}
         if got != expected:
             bad = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got[k]]
             raise RunError(

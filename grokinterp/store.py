@@ -88,13 +88,14 @@ def read_json(path: Path):
         raise RunError(f"{path} is corrupt ({e.msg if hasattr(e, 'msg') else e}); restore it or retrain the run") from None
 
 
-def read_tensors(path: Path) -> tuple[dict, dict]:
-    """(tensors, metadata) of a safetensors file, with one-line errors."""
+def read_tensors(path: Path, keys: list[str] | None = None) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file (only ``keys`` when given), with one-line errors."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+            names = f.keys() if keys is None else keys
+            return {k: f.get_tensor(k) for k in names}, (f.metadata() or {})
     except FileNotFoundError:
         raise RunError(f"{path} is missing; retrain the run or pick a step that exists") from None
     except (SafetensorError, OSError, ValueError) as e:
