@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, RunConfig, preset
+from .config import OPTIMIZERS, PRESETS, ConfigError, RunConfig, preset
 from .models import MODELS, ModelError
 from .tasks import TASKS, TaskError
 
@@ -113,7 +113,8 @@ def cmd_train(args) -> int:
     else:
         raise UsageError("say what to train: --run PRESET (see `grokinterp runs`) or --task TASK --name NAME")
     cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
-    (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress)
+    (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
+                       capture=False if args.no_cuda_graph else None)
     from .runs import Run
 
     s = Run(run_dir).summary()
@@ -243,8 +244,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import figures as F
-    from .figures import save_figures
     from .sweep import SweepSpec, best_accuracy, median_steps_to_generalise, run_sweep, write_results
 
     floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
@@ -252,20 +251,25 @@ def cmd_sweep(args) -> int:
     spec = SweepSpec(name=args.name, tasks=args.tasks.split(","), fracs=floats(args.fracs), seeds=ints(args.seeds), wds=floats(args.wds),
                      optimizers=args.optimizers.split(","),
                      batch_sizes=[None if b == "full" else int(b) for b in args.batch_sizes.split(",")],
-                     p=args.p, model=args.model, lr=args.lr, steps=args.steps, checkpoint_every=args.checkpoint_every)
+                     p=args.p, model=args.model, lr=args.lr, steps=args.steps, checkpoint_every=args.checkpoint_every,
+                     weights_every=args.weights_every, checkpoint_dtype=args.checkpoint_dtype)
     for t in spec.tasks:
         if t not in TASKS:
             raise UsageError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
     spec.configs()  # validates every member before any training
     root = run_sweep(spec, args.runs_dir, args.max_ensemble, args.backend, args.device, args.ray_address, progress=not args.json)
     rows = write_results(root, spec)
-    label = f" ({args.label})" if args.label else ""
-    figs = {
-        "sweep_fig1_steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(rows), f"Steps until generalisation{label}"),
-        "sweep_fig2_regularisers": F.accuracy_vs_fraction(best_accuracy(rows, "regulariser"), f"Data efficiency per regulariser{label}"),
-        "sweep_fig2_operations": F.accuracy_vs_fraction(best_accuracy(rows, "task"), f"Best validation accuracy per operation{label}"),
-    }
-    written = [] if args.no_figures else [str(p) for p in save_figures(figs, root / "figures", quiet=args.json)]
+    written = []
+    if not args.no_figures:
+        from . import figures as F
+
+        label = f" ({args.label})" if args.label else ""
+        figs = {
+            "sweep_fig1_steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(rows), f"Steps until generalisation{label}"),
+            "sweep_fig2_regularisers": F.accuracy_vs_fraction(best_accuracy(rows, "regulariser"), f"Data efficiency per regulariser{label}"),
+            "sweep_fig2_operations": F.accuracy_vs_fraction(best_accuracy(rows, "task"), f"Best validation accuracy per operation{label}"),
+        }
+        written = [str(p) for p in F.save_figures(figs, root / "figures", quiet=args.json)]
     lines = [f"sweep {spec.name}: {len(rows)} runs in {root}; results in results.csv",
              f"  {'run':<36} {'train 99%':>9} {'test 99%':>9} {'best test':>9}"]
     lines += [f"  {r['run']:<36} {str(r['memorised_step']):>9} {str(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
@@ -302,11 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, help="sequence presets: size of the fixed training set (finite-data mode)")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--checkpoint-dtype", choices=["float32", "float16"])
-    p.add_argument("--optimizer", choices=["adamw", "grokfast", "perpendicular"])
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw-to-init: weight decay pulls toward the initial weights")
     p.add_argument("--grokfast-alpha", type=float)
     p.add_argument("--grokfast-lambda", type=float)
     p.add_argument("--loss", choices=["ce", "stablemax"])
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
+    p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a captured CUDA graph")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_runs_dir(p)
@@ -365,13 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fracs", default="0.3,0.4,0.5,0.6,0.7,0.8", help="comma-separated training fractions")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--wds", default="1", help="comma-separated weight decays")
-    p.add_argument("--optimizers", default="adamw", help="comma-separated: adamw, grokfast, perpendicular")
+    p.add_argument("--optimizers", default="adamw", help=f"comma-separated: {', '.join(OPTIMIZERS)}")
     p.add_argument("--batch-sizes", default="full", help="comma-separated batch sizes or 'full'")
     p.add_argument("--p", type=int, default=97)
     p.add_argument("--model", default="tiny-1l")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=100, help="evaluate (metrics) every N steps")
+    p.add_argument("--weights-every", type=int, help="keep weights only every N steps and at the end (default: at every checkpoint)")
+    p.add_argument("--checkpoint-dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--max-ensemble", type=int, default=32, help="largest ensemble trained in one process")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local instance)")

@@ -13,6 +13,9 @@ from .models import model_spec
 from .tasks import Task, TaskError
 
 
+OPTIMIZERS = ("adamw", "adamw-to-init", "grokfast", "perpendicular")
+
+
 class ConfigError(ValueError):
     """A config value that cannot work."""
 
@@ -34,11 +37,12 @@ class RunConfig:
     steps: int = 25_000
     checkpoint_every: int = 100
     log_checkpoints: bool = True  # extra log-spaced checkpoints before the first regular one
-    optimizer: str = "adamw"  # adamw | grokfast | perpendicular
+    optimizer: str = "adamw"  # adamw | adamw-to-init (weight decay toward the initial weights) | grokfast | perpendicular
     grokfast_alpha: float = 0.98
     grokfast_lambda: float = 2.0
     loss: str = "ce"  # ce | stablemax
     checkpoint_dtype: str = "float32"  # float32 | float16 (storage only)
+    weights_every: int | None = None  # weights only at multiples of this (and the first and last step); None: every checkpoint
     description: str = ""
 
     def __post_init__(self):
@@ -51,9 +55,10 @@ class RunConfig:
             (self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.wd >= 0, f"weight decay must be non-negative, got {self.wd}"),
-            (self.optimizer in ("adamw", "grokfast", "perpendicular"), f"unknown optimizer {self.optimizer!r}; choose adamw, grokfast or perpendicular"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"),
             (self.loss in ("ce", "stablemax"), f"unknown loss {self.loss!r}; choose ce or stablemax"),
             (self.checkpoint_dtype in ("float32", "float16"), f"checkpoint_dtype must be float32 or float16, got {self.checkpoint_dtype!r}"),
+            (self.weights_every is None or self.weights_every >= 1, f"weights_every must be positive, got {self.weights_every}"),
             (self.batch_size is None or self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
             (bool(self.name) and "/" not in self.name and not self.name.startswith("."), f"bad run name {self.name!r}"),
         ]
@@ -80,6 +85,10 @@ class RunConfig:
                 steps.add(s)
                 k += 1
         return sorted(steps)
+
+    def keeps_weights(self, step: int) -> bool:
+        """Whether a checkpoint step writes weights (every checkpoint writes metrics)."""
+        return self.weights_every is None or step % self.weights_every == 0 or step == self.steps
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)

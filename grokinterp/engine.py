@@ -104,37 +104,47 @@ def per_example_loss(logits: Tensor, labels: Tensor, loss: str = "ce") -> Tensor
 class AdamW:
     """torch.optim.AdamW's update with a per-model learning rate and weight decay (shape (E,)).
 
+    The step count lives on the device (a 0-dim float64 tensor ``t``) and the bias corrections and
+    linear warm-up over ``warmup`` updates are computed from it there, so a step has no host-side
+    scalars and can be captured in a CUDA graph.
+
     Optional gradient transforms, applied between backward and the update, per model and tensor:
     Grokfast-EMA (Lee et al. 2024): mu <- alpha mu + (1 - alpha) g; g <- g + lambda mu.
     Perpendicular gradient (Prieto et al. 2025): g <- g - (w.g / w.w) w, rescaled to |g|.
+    With ``decay_to`` (parameters of the same shapes), weight decay pulls toward those weights
+    instead of zero (Power et al. Fig. 2, "weight decay towards init"), for the models where
+    ``decay_to_on`` is true.
     """
 
-    def __init__(self, params: dict[str, Tensor], lr: Tensor, wd: Tensor, betas=(0.9, 0.98), eps=1e-8,
-                 grokfast: tuple[Tensor, Tensor] | None = None, perpendicular: Tensor | None = None):
-        self.params, self.lr, self.wd, self.betas, self.eps = params, lr, wd, betas, eps
+    def __init__(self, params: dict[str, Tensor], lr: Tensor, wd: Tensor, betas=(0.9, 0.98), eps=1e-8, warmup: int = 0,
+                 grokfast: tuple[Tensor, Tensor] | None = None, perpendicular: Tensor | None = None,
+                 decay_to: dict[str, Tensor] | None = None, decay_to_on: Tensor | None = None):
+        self.params, self.lr, self.wd, self.betas, self.eps, self.warmup = params, lr, wd, betas, eps, warmup
         self.grokfast, self.perpendicular = grokfast, perpendicular
+        self.decay_to, self.decay_to_on = decay_to, decay_to_on
         self.state = {f"{kind}.{n}": torch.zeros_like(p) for n, p in params.items() for kind in ("m", "v")}
         if grokfast is not None:
             self.state.update({f"ema.{n}": torch.zeros_like(p) for n, p in params.items()})
-        self.t = 0
+        self.t = torch.zeros((), dtype=torch.float64, device=lr.device)
 
     @staticmethod
     def _per_model(x: Tensor, like: Tensor) -> Tensor:
         return x.reshape((-1,) + (1,) * (like.dim() - 1))
 
     @torch.no_grad()
-    def step(self, lr_scale: float = 1.0) -> None:
+    def step(self) -> None:
         self.t += 1
         b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        c1, sqrt_c2 = 1 - b1**self.t, (1 - b2**self.t).sqrt()
+        lr_all = self.lr * (self.t / self.warmup).clamp(max=1.0) if self.warmup else self.lr
         for name, p in self.params.items():
             g = p.grad
             if self.perpendicular is not None:
                 dims = tuple(range(1, p.dim()))
-                norm_g = g.norm(dim=dims, keepdim=True)
+                norm_g = torch.linalg.vector_norm(g, dim=dims, keepdim=True)
                 proj = (p * g).sum(dims, keepdim=True) / (p * p).sum(dims, keepdim=True).clamp_min(1e-30)
                 g_perp = g - proj * p
-                g_perp = g_perp * norm_g / g_perp.norm(dim=dims, keepdim=True).clamp_min(1e-30)
+                g_perp = g_perp * norm_g / torch.linalg.vector_norm(g_perp, dim=dims, keepdim=True).clamp_min(1e-30)
                 on = self._per_model(self.perpendicular, p)
                 g = torch.where(on, g_perp, g)
             if self.grokfast is not None:
@@ -142,10 +152,13 @@ class AdamW:
                 ema = self.state[f"ema.{name}"]
                 ema.mul_(alpha).add_((1 - alpha) * g)
                 g = g + lam * ema
-            lr = self._per_model(self.lr, p) * lr_scale
-            p.mul_(1 - lr * self._per_model(self.wd, p))
+            lr = self._per_model(lr_all, p)
+            decay = lr * self._per_model(self.wd, p)
+            p.mul_(1 - decay)
+            if self.decay_to is not None:  # p <- p - decay (p - init) for the models that asked (others: + 0)
+                p.add_(decay * self._per_model(self.decay_to_on, p) * self.decay_to[name])
             m, v = self.state[f"m.{name}"], self.state[f"v.{name}"]
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(c2)).add_(self.eps)
+            denom = (v.sqrt() / sqrt_c2).add_(self.eps)
             p.sub_(lr / c1 * m / denom)

@@ -17,6 +17,7 @@ Inputs are the 4 tokens ``x op y =``; the answer is read at ``=``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -92,10 +93,8 @@ def build_model(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: in
 
 
 def parameter_shapes(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int) -> dict[str, tuple[int, ...]]:
-    """HookedTransformer parameter names and shapes of a named model, without importing TransformerLens.
-
-    Used to check checkpoints cheaply; a test compares it with ``build_model(...).named_parameters()``.
-    """
+    """HookedTransformer parameter names and shapes of a named model, in ``named_parameters()`` order,
+    without importing TransformerLens (a test compares it with ``build_model(...).named_parameters()``)."""
     s = model_spec(model)
     d, H, dh = s.d_model, s.n_heads, s.d_head
     shapes = {"embed.W_E": (d_vocab, d), "pos_embed.W_pos": (n_ctx, d)}
@@ -105,15 +104,35 @@ def parameter_shapes(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int) -> 
             shapes.update({b + "ln1.w": (d,), b + "ln1.b": (d,)})
             if not s.attn_only:
                 shapes.update({b + "ln2.w": (d,), b + "ln2.b": (d,)})
-        for n in "QKV":
-            shapes.update({b + f"attn.W_{n}": (H, d, dh), b + f"attn.b_{n}": (H, dh)})
-        shapes.update({b + "attn.W_O": (H, dh, d), b + "attn.b_O": (d,)})
+        shapes.update({b + "attn.W_Q": (H, d, dh), b + "attn.W_O": (H, dh, d), b + "attn.b_Q": (H, dh), b + "attn.b_O": (d,),
+                       b + "attn.W_K": (H, d, dh), b + "attn.W_V": (H, d, dh), b + "attn.b_K": (H, dh), b + "attn.b_V": (H, dh)})
         if not s.attn_only:
             shapes.update({b + "mlp.W_in": (d, s.d_mlp), b + "mlp.b_in": (s.d_mlp,), b + "mlp.W_out": (s.d_mlp, d), b + "mlp.b_out": (d,)})
     if s.normalization_type:
         shapes.update({"ln_final.w": (d,), "ln_final.b": (d,)})
     shapes.update({"unembed.W_U": (d, d_vocab_out), "unembed.b_U": (d_vocab_out,)})
     return shapes
+
+
+def init_params(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: int) -> dict:
+    """The parameters ``build_model(..., seed=seed)`` starts from, without building a HookedTransformer.
+
+    TransformerLens' "gpt2" init: after ``torch.manual_seed(seed)`` every ``W_*`` matrix, in
+    ``named_parameters()`` order, is drawn from N(0, (0.8 / sqrt(d_model))^2) on the CPU; LayerNorm
+    weights are 1 and all biases 0. A test checks the result equals ``build_model``'s exactly.
+    """
+    import torch
+
+    std = 0.8 / math.sqrt(model_spec(model).d_model)
+    gen = torch.Generator().manual_seed(seed)
+    params = {}
+    for name, shape in parameter_shapes(model, d_vocab, d_vocab_out, n_ctx).items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("W_"):
+            params[name] = torch.empty(shape).normal_(0.0, std, generator=gen)
+        else:
+            params[name] = torch.ones(shape) if leaf == "w" else torch.zeros(shape)
+    return params
 
 
 def is_trainable(name: str) -> bool:

@@ -89,7 +89,7 @@ def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, co
     run_dir = default_runs_dir(runs_dir) / cfg.name
     if (run_dir / "config.json").exists():
         raise ConfigError(f"run {cfg.name!r} already exists in {run_dir.parent}; choose another --name")
-    model = build_model(cfg.model, task.d_vocab, task.d_vocab, task.n_ctx, seed=cfg.seed, device=str(dev))
+    model = build_model(cfg.model, task.d_vocab, task.d_vocab, task.n_ctx, seed=cfg.seed).to(dev, print_details=False)  # CPU init: same on any device
     for p in model.parameters():
         p.requires_grad_(True)  # sequence models train their biases
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, betas=(0.9, 0.98))

@@ -37,6 +37,8 @@ class SweepSpec:
     lr: float = 1e-3
     steps: int = 1000
     checkpoint_every: int = 100
+    weights_every: int | None = None  # keep weights only every this many steps (metrics at every checkpoint)
+    checkpoint_dtype: str = "float32"
 
     def configs(self) -> list[RunConfig]:
         out = []
@@ -44,7 +46,7 @@ class SweepSpec:
             name = f"{task}_f{frac:g}_s{seed}_wd{wd:g}_{opt}" + (f"_b{bs}" if bs else "")
             out.append(RunConfig(name=name, task=task, p=self.p, frac=frac, split_seed=seed, seed=seed, model=self.model, lr=self.lr,
                                  wd=wd, optimizer=opt, batch_size=bs, steps=self.steps, checkpoint_every=self.checkpoint_every,
-                                 log_checkpoints=False, description=f"sweep {self.name}"))
+                                 weights_every=self.weights_every, checkpoint_dtype=self.checkpoint_dtype, log_checkpoints=False, description=f"sweep {self.name}"))
         return out
 
 
@@ -84,7 +86,7 @@ def run_sweep(spec: SweepSpec, runs_dir=None, max_ensemble: int = 32, backend: s
     root = default_runs_dir(runs_dir) / spec.name
     if (root / "sweep.json").exists():
         saved = read_json(root / "sweep.json")
-        if saved != asdict(spec):
+        if {**asdict(spec), **saved} != asdict(spec):  # a sweep.json older than a field lacks it
             raise ConfigError(f"sweep {spec.name!r} exists with another grid; use the same flags to resume it, or another --name")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "sweep.json", asdict(spec))

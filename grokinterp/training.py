@@ -13,9 +13,11 @@ Resuming: at every checkpoint the weights and optimiser state go to ``state.safe
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import torch
 from . import __version__
 from .config import ConfigError, RunConfig
 from .engine import AdamW, forward, per_example_loss
-from .models import build_model, is_trainable, model_spec
+from .models import init_params, is_trainable, model_spec
 from .store import (
     RunError,
     atomic_write_json,
@@ -74,10 +76,13 @@ def batch_indices(train_idx: np.ndarray, batch_size: int, seed: int, step: int) 
     n = len(train_idx)
     if batch_size >= n:
         return train_idx
-    per_epoch = n // batch_size
-    epoch, j = divmod(step, per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return train_idx[perm[j * batch_size : (j + 1) * batch_size]]
+    epoch, j = divmod(step, n // batch_size)
+    return train_idx[_epoch_permutation(n, seed, epoch)[j * batch_size : (j + 1) * batch_size]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _stack(dicts: list[dict], device) -> dict:
@@ -91,8 +96,14 @@ def train(
     device: str | None = None,
     progress: bool = True,
     command: str | None = None,
+    capture: bool | None = None,
+    state_every_s: float = 30.0,
 ) -> list[Path]:
-    """Train runs (an ensemble when several) and return their run directories."""
+    """Train runs (an ensemble when several) and return their run directories.
+
+    ``capture``: record the training step as a CUDA graph (default: on CUDA). The resume state is
+    written at the first checkpoint, then at most every ``state_every_s`` seconds, and at the end.
+    """
     _check_compatible(configs)
     dev = pick_device(device)
     if dev.type == "cpu":
@@ -136,8 +147,7 @@ def train(
                 record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
                 budget_updates.append((run_dir / "config.json", record))
         else:
-            ht = build_model(cfg.model, task.d_vocab, task.n, task.n_ctx, seed=cfg.seed)
-            params.append({n: p.detach().clone() for n, p in ht.named_parameters()})
+            params.append(init_params(cfg.model, task.d_vocab, task.n, task.n_ctx, seed=cfg.seed))
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(run_dir / "split.json", {"n_pairs": len(task), "train": train_idx.tolist()})
             atomic_write_json(
@@ -150,44 +160,34 @@ def train(
         atomic_write_json(path, record)
     stacked = _stack(params, dev)
     trainable = {n: p.requires_grad_(True) for n, p in stacked.items() if is_trainable(n)}
-    E = len(members)
-    per = lambda attr: torch.tensor([getattr(m.cfg, attr) for m in members], device=dev)  # noqa: E731
-    grokfast = (per("grokfast_alpha"), per("grokfast_lambda") * torch.tensor([m.cfg.optimizer == "grokfast" for m in members], device=dev))
-    any_grokfast = any(m.cfg.optimizer == "grokfast" for m in members)
-    perp = torch.tensor([m.cfg.optimizer == "perpendicular" for m in members], device=dev)
-    opt = AdamW(trainable, per("lr").float(), per("wd").float(), betas=first.betas,
-                grokfast=grokfast if any_grokfast else None, perpendicular=perp if perp.any() else None)
+    opt = _optimizer(members, trainable, task, dev)
     if resume:
         for key in opt.state:
             opt.state[key].copy_(torch.stack([s[key] for s in opt_state]).to(dev))
-        opt.t = start_step
+        opt.t.fill_(start_step)
 
     inputs = task.all_inputs().to(dev)
     labels = task.all_labels().to(dev)
+    E = len(members)
     train_mask = torch.zeros(E, len(task), dtype=torch.bool, device=dev)
     for e, m in enumerate(members):
         train_mask[e, torch.from_numpy(m.train_idx).to(dev)] = True
     full_batch = all(m.batch_size >= len(m.train_idx) for m in members)
-    if full_batch:
-        fixed = _padded_batch([m.train_idx for m in members], dev)
+    batch = lambda step: _padded_batch([batch_indices(m.train_idx, m.batch_size, m.cfg.seed, step) for m in members], dev)  # noqa: E731
+    step_fn = TrainStep(stacked, trainable, opt, spec, inputs, labels, first.loss, *batch(start_step),
+                        capture=(dev.type == "cuda") if capture is None else capture)
 
     ckpt_steps = set(first.checkpoint_steps())
+    saver = _StateSaver(state_every_s)
     if not resume:
-        _checkpoint(members, stacked, opt, 0, inputs, labels, train_mask, spec, first.loss)
+        _checkpoint(members, stacked, opt, 0, inputs, labels, train_mask, spec, first.loss, saver)
 
     bar = _progress(first.steps, start_step, E, progress)
     for step in range(start_step, first.steps):
-        idx, weight = fixed if full_batch else _padded_batch(
-            [batch_indices(m.train_idx, m.batch_size, m.cfg.seed, step) for m in members], dev)
-        logits = forward(stacked, inputs[idx], spec)
-        nll = per_example_loss(logits, labels[idx], first.loss)
-        loss = ((nll * weight).sum(1) / weight.sum(1)).sum()
-        for p in trainable.values():
-            p.grad = None
-        loss.backward()
-        opt.step(lr_scale=min((step + 1) / first.warmup, 1.0) if first.warmup else 1.0)
+        step_fn(None if full_batch else batch(step))
         if step + 1 in ckpt_steps:
-            row = _checkpoint(members, stacked, opt, step + 1, inputs, labels, train_mask, spec, first.loss)
+            row = _checkpoint(members, stacked, opt, step + 1, inputs, labels, train_mask, spec, first.loss, saver,
+                              final=step + 1 == first.steps)
             if bar is not None:
                 bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}", refresh=False)
         if bar is not None:
@@ -195,6 +195,94 @@ def train(
     if bar is not None:
         bar.close()
     return [m.run_dir for m in members]
+
+
+def _optimizer(members: list[_Member], trainable: dict, task, dev) -> AdamW:
+    """AdamW with each member's lr, weight decay, warm-up and optimiser variant."""
+    cfgs = [m.cfg for m in members]
+    per = lambda attr: torch.tensor([getattr(c, attr) for c in cfgs], device=dev)  # noqa: E731
+    flag = lambda name: torch.tensor([c.optimizer == name for c in cfgs], device=dev)  # noqa: E731
+    grokfast = (per("grokfast_alpha"), per("grokfast_lambda") * flag("grokfast")) if flag("grokfast").any() else None
+    decay_to = None
+    if flag("adamw-to-init").any():  # the initial weights, recomputed from the seeds
+        inits = [init_params(c.model, task.d_vocab, task.n, task.n_ctx, seed=c.seed) for c in cfgs]
+        decay_to = {n: torch.stack([i[n] for i in inits]).to(dev) for n in trainable}
+    return AdamW(trainable, per("lr").float(), per("wd").float(), betas=cfgs[0].betas, warmup=cfgs[0].warmup,
+                 grokfast=grokfast, perpendicular=flag("perpendicular") if flag("perpendicular").any() else None,
+                 decay_to=decay_to, decay_to_on=flag("adamw-to-init") if decay_to is not None else None)
+
+
+class TrainStep:
+    """One optimisation step of every member on its batch: forward, float64 loss, backward, AdamW.
+
+    Batches go into fixed buffers (E, B) of indices and weights (1 for real examples, 0 for the
+    padding of members with smaller batches). With ``capture`` (CUDA only) the whole step is
+    recorded once as a CUDA graph and replayed: the warm-up iterations that capture needs are
+    undone, so the run's weights are the same as uncaptured (to float tolerance).
+    """
+
+    def __init__(self, params, trainable, opt: AdamW, spec, inputs, labels, loss: str, idx, weight, capture: bool = False):
+        self.params, self.trainable, self.opt, self.spec = params, trainable, opt, spec
+        self.inputs, self.labels, self.loss = inputs, labels, loss
+        self.idx, self.weight = idx.clone(), weight.clone()
+        self.graph = self._capture() if capture else None
+
+    def _eager(self) -> None:
+        logits = forward(self.params, self.inputs[self.idx], self.spec)
+        nll = per_example_loss(logits, self.labels[self.idx], self.loss)
+        loss = ((nll * self.weight).sum(1) / self.weight.sum(1)).sum()
+        for p in self.trainable.values():
+            p.grad = None
+        loss.backward()
+        self.opt.step()
+
+    def _capture(self):
+        if self.idx.device.type != "cuda":
+            raise ConfigError("CUDA-graph capture needs a CUDA device")
+        with torch.no_grad():
+            saved = [(t, t.clone()) for t in [*self.params.values(), *self.opt.state.values(), self.opt.t]]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (allocator, cuBLAS workspaces, autograd) off the capture
+            for _ in range(3):
+                self._eager()
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            for t, copy in saved:
+                t.copy_(copy)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._eager()
+        except RuntimeError as e:  # a run should not die for want of a graph
+            warnings.warn(f"CUDA-graph capture failed ({e}); training without it", RuntimeWarning, stacklevel=2)
+            return None
+        return graph
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Train one step on ``batch`` (indices, weights), or on the last batch when None."""
+        if batch is not None:
+            self.idx.copy_(batch[0])
+            self.weight.copy_(batch[1])
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._eager()
+
+
+class _StateSaver:
+    """Decides when the resume state is written: at the first checkpoint, then at the first
+    checkpoint at least ``every_s`` seconds after the last write, and at the end."""
+
+    def __init__(self, every_s: float):
+        self.every_s, self.last = every_s, None
+
+    def due(self, final: bool) -> bool:
+        now = time.monotonic()
+        if final or self.last is None or now - self.last >= self.every_s:
+            self.last = now
+            return True
+        return False
 
 
 def _padded_batch(index_lists: list[np.ndarray], dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,15 +315,19 @@ def evaluate(stacked: dict, inputs, labels, train_mask, spec, loss: str = "ce", 
     return out
 
 
-def _checkpoint(members, stacked, opt, step, inputs, labels, train_mask, spec, loss) -> dict:
-    """Evaluate, then write checkpoint, metrics and (last) the resume state of every member."""
+def _checkpoint(members, stacked, opt, step, inputs, labels, train_mask, spec, loss, saver: _StateSaver, final: bool = False) -> dict:
+    """Evaluate, then write checkpoint, metrics and (last, when the saver says so) the resume state of every member."""
+    save_state = saver.due(final)
     rows = evaluate(stacked, inputs, labels, train_mask, spec, loss)
     for e, (m, row) in enumerate(zip(members, rows)):
-        dtype = getattr(torch, m.cfg.checkpoint_dtype)
-        atomic_write_tensors(checkpoint_path(m.run_dir, step), {k: v[e].detach().to(dtype) for k, v in stacked.items()},
-                             metadata={"step": str(step)})
+        if m.cfg.keeps_weights(step):
+            dtype = getattr(torch, m.cfg.checkpoint_dtype)
+            atomic_write_tensors(checkpoint_path(m.run_dir, step), {k: v[e].detach().to(dtype) for k, v in stacked.items()},
+                                 metadata={"step": str(step)})
         m.metrics = [r for r in m.metrics if r["step"] < step] + [{"step": step, **row}]
         write_metrics(m.run_dir / "metrics.csv", m.metrics)
+        if not save_state:
+            continue
         state = {f"param.{k}": v[e] for k, v in stacked.items()}
         state.update({f"opt.{k}": v[e] for k, v in opt.state.items()})
         atomic_write_tensors(m.run_dir / "state.safetensors", state, metadata={"step": str(step)})

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from grokinterp.engine import AdamW, forward, per_example_loss
-from grokinterp.models import MODELS, ModelError, build_model, model_spec, non_embedding_parameters, parameter_shapes
+from grokinterp.models import MODELS, ModelError, build_model, model_spec, init_params, non_embedding_parameters, parameter_shapes
 
 
 def test_parameter_counts():
@@ -17,7 +17,17 @@ def test_parameter_counts():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_parameter_shapes_match_hooked_transformer(name):
     ht = build_model(name, 15, 13, 5, seed=0)
-    assert parameter_shapes(name, 15, 13, 5) == {n: tuple(p.shape) for n, p in ht.named_parameters()}
+    assert list(parameter_shapes(name, 15, 13, 5).items()) == [(n, tuple(p.shape)) for n, p in ht.named_parameters()]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_init_params_equal_hooked_transformer_init(name):
+    ht = build_model(name, 15, 13, 5, seed=3)
+    ours = init_params(name, 15, 13, 5, seed=3)
+    assert list(ours) == [n for n, _ in ht.named_parameters()]
+    for n, p in ht.named_parameters():
+        assert torch.equal(ours[n], p.detach()), n
+    assert not torch.equal(init_params(name, 15, 13, 5, seed=4)["embed.W_E"], ours["embed.W_E"])
 
 
 def test_unknown_model():
@@ -68,3 +78,31 @@ def test_stablemax_is_a_distribution():
     p = stablemax_log_probs(x).exp()
     torch.testing.assert_close(p.sum(-1), torch.ones(4, dtype=torch.float64))
     assert (p.argmax(-1) == x.argmax(-1)).all()
+
+
+def test_adamw_decay_to_init_without_gradients():
+    """With zero gradients AdamW only decays: toward zero by default, toward the target with decay_to."""
+    p0 = torch.randn(2, 5, 3)
+    target = torch.randn(2, 5, 3)
+    params = {"W": p0.clone().requires_grad_(True)}
+    opt = AdamW(params, torch.tensor([0.1, 0.1]), torch.tensor([1.0, 1.0]), decay_to={"W": target}, decay_to_on=torch.tensor([True, False]))
+    for _ in range(300):
+        params["W"].grad = torch.zeros_like(p0)
+        opt.step()
+    torch.testing.assert_close(params["W"][0].detach(), target[0], rtol=1e-5, atol=1e-5)
+    assert params["W"][1].abs().max() < 1e-6
+
+
+def test_perpendicular_gradient_is_orthogonal_to_the_weights():
+    """Prieto et al.: the gradient AdamW sees has no component along w (per model, per tensor) and keeps |g|."""
+    torch.manual_seed(0)
+    w = torch.randn(2, 4, 6, 3)  # (E, H, d_model, d_head), like W_Q
+    g = torch.randn_like(w)
+    params = {"W": w.clone().requires_grad_(True)}
+    opt = AdamW(params, torch.tensor([1e-3, 1e-3]), torch.tensor([0.0, 0.0]), perpendicular=torch.tensor([True, False]))
+    params["W"].grad = g.clone()
+    opt.step()
+    used = opt.state["m.W"] / (1 - opt.betas[0])
+    assert abs((used[0] * w[0]).sum()) < 1e-4 * used[0].norm() * w[0].norm()
+    torch.testing.assert_close(used[0].norm(), g[0].norm())
+    torch.testing.assert_close(used[1], g[1])

@@ -49,7 +49,8 @@ def test_same_config_gives_identical_metrics(tmp_path):
 
 
 def test_ensemble_member_equals_run_alone(tmp_path):
-    cfgs = [small("e1"), small("e2", seed=5, wd=0.3, frac=0.5, lr=3e-3), small("e3", optimizer="grokfast", split_seed=4)]
+    cfgs = [small("e1"), small("e2", seed=5, wd=0.3, frac=0.5, lr=3e-3), small("e3", optimizer="grokfast", split_seed=4),
+            small("e4", optimizer="perpendicular", seed=2), small("e5", optimizer="adamw-to-init", seed=3)]
     gi.train(cfgs, runs_dir=tmp_path / "ens", progress=False)
     for c in cfgs:
         gi.train(c, runs_dir=tmp_path / "alone", progress=False)
@@ -94,3 +95,33 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, batch):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (res.metrics["test_loss"] == ref.metrics["test_loss"]).all()
+
+
+def test_weights_every_keeps_metrics_at_every_checkpoint(tmp_path):
+    cfg = small("w", weights_every=60)
+    gi.train(cfg, runs_dir=tmp_path, progress=False)
+    run = gi.load_run("w", tmp_path)
+    assert run.steps == [0, 60, 120]
+    assert list(run.metrics["step"]) == cfg.checkpoint_steps() and len(cfg.checkpoint_steps()) > 3
+
+
+def test_cuda_graph_capture_needs_a_gpu(tmp_path):
+    with pytest.raises(ConfigError, match="CUDA"):
+        gi.train(small("g"), runs_dir=tmp_path, device="cpu", capture=True, progress=False)
+
+
+def test_resume_state_is_written_first_and_last_when_rarely_due(tmp_path):
+    gi.train(small("s"), runs_dir=tmp_path, progress=False, state_every_s=1e9)
+    _, meta = read_tensors(tmp_path / "s" / "state.safetensors")
+    assert meta["step"] == "120"
+
+
+def test_decay_to_init_pulls_weights_back_to_init(tmp_path):
+    """Training with weight decay toward init stays nearer the initial weights than plain AdamW."""
+    gi.train([small("zero", wd=3.0), small("init", wd=3.0, optimizer="adamw-to-init")], runs_dir=tmp_path, progress=False)
+    dist = {}
+    for name in ("zero", "init"):
+        run = gi.load_run(name, tmp_path)
+        w0, w1 = run.weights(0), run.weights()
+        dist[name] = sum(((w1[k] - w0[k]) ** 2).sum().item() for k in w0 if "W_" in k)
+    assert dist["init"] < 0.5 * dist["zero"]
