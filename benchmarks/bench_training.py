@@ -1,6 +1,6 @@
 """Training speed on modadd113: our engine vs a plain TransformerLens loop, ensembles, time to grok.
 
-    python benchmarks/bench_training.py [--steps 30] [--ensembles 1,16,64] [--device cpu|cuda] [--to-grok]
+    python benchmarks/bench_training.py [--steps 30] [--ensembles 1,16,64] [--device cpu|cuda] [--to-grok] [--tf32]
 
 (a) steps/s of the engine vs a plain HookedTransformer + torch.optim.AdamW loop with the same
     numerics (same initial weights, full batch, float64 loss, frozen biases, warm-up), measured in
@@ -104,12 +104,15 @@ def main() -> None:
     ap.add_argument("--to-grok", action="store_true", help="(c): train modadd113 to 99%% test accuracy")
     ap.add_argument("--plain-to-grok", action="store_true", help="(c): measure the plain loop to 99%% too (slow)")
     ap.add_argument("--max-steps", type=int, default=25_000)
+    ap.add_argument("--tf32", action="store_true", help="CUDA: let float32 matrix products use TF32 tensor cores (~1e-3 relative error)")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.set_flush_denormal(True)
     s = Setup(dev)
     cuda = dev.type == "cuda"
-    print(f"device: {dev} ({torch.cuda.get_device_name(dev) if cuda else f'{torch.get_num_threads()} CPU threads'}), torch {torch.__version__}")
+    print(f"device: {dev} ({torch.cuda.get_device_name(dev) if cuda else f'{torch.get_num_threads()} CPU threads'}), torch {torch.__version__}"
+          f"{', TF32 matmuls' if args.tf32 and cuda else ''}")
 
     t_plain = timed(s.plain()[0], args.steps, dev)
     t_eager = timed(s.engine(1, capture=False)[0], args.steps, dev)

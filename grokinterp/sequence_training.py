@@ -73,7 +73,7 @@ def induction_score(task, model, batch) -> np.ndarray:
     """Induction score per head of the last layer on a fixed batch (repeat task only)."""
     _, cache = model.run_with_cache(batch[:, : task.n_ctx], names_filter=lambda n: n.endswith("hook_pattern"))
     last = model.cfg.n_layers - 1
-    return induction_scores(cache[f"blocks.{last}.attn.hook_pattern"], batch, task).numpy()
+    return induction_scores(cache[f"blocks.{last}.attn.hook_pattern"], batch, task).cpu().numpy()
 
 
 def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, command: str = "") -> Path:

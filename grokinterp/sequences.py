@@ -91,7 +91,7 @@ def per_token_losses(task, logits: torch.Tensor, batch: torch.Tensor) -> torch.T
         nll = -logp[:, pos].gather(-1, tokens[:, pos + 1, None])[..., 0]  # (B, 6)
         return nll.mean(0)
     tokens, second = batch[:, : task.length], batch[:, -1]
-    offs = torch.arange(task.sub_len - 1)
+    offs = torch.arange(task.sub_len - 1, device=batch.device)
     pos = second[:, None] + offs  # predict second+1 .. second+sub_len-1 from the position before
     nll = -logp.gather(1, pos[..., None].expand(-1, -1, logp.shape[-1])).gather(-1, tokens.gather(1, pos + 1)[..., None])[..., 0]
     return nll.mean()[None]
@@ -104,10 +104,10 @@ def induction_scores(patterns: torch.Tensor, batch: torch.Tensor, task: Repeat, 
     induction score (attend to the token after the previous occurrence); an induction head scores near 1.
     """
     first, second = batch[:, -2], batch[:, -1]
-    offs = torch.arange(1, task.sub_len)
+    offs = torch.arange(1, task.sub_len, device=batch.device)
     q = second[:, None] + offs  # queries inside the repeat (not its first token)
     k = (first[:, None] + offs + offset).clamp(max=task.length - 1)
-    b = torch.arange(len(batch))[:, None]
+    b = torch.arange(len(batch), device=batch.device)[:, None]
     return patterns[b, :, q, k].mean((0, 1))
 
 
