@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def cmd_train(args) -> int:
         "steps": args.steps, "seed": args.seed, "split_seed": args.split_seed, "batch_size": args.batch_size,
         "checkpoint_every": args.checkpoint_every, "optimizer": args.optimizer, "loss": args.loss,
         "grokfast_alpha": args.grokfast_alpha, "grokfast_lambda": args.grokfast_lambda,
-        "checkpoint_dtype": args.checkpoint_dtype,
+        "checkpoint_dtype": args.checkpoint_dtype, "dropout": args.dropout, "update_noise": args.update_noise,
+        "weight_noise": args.weight_noise,
     }.items() if v is not None}
     if args.full_batch:
         overrides["batch_size"] = None
@@ -244,7 +246,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import SweepSpec, best_accuracy, median_steps_to_generalise, run_sweep, write_results
+    from .sweep import SweepSpec, best_accuracy, median_steps_to_generalise, parse_variants, run_sweep, write_results
 
     floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
@@ -252,7 +254,8 @@ def cmd_sweep(args) -> int:
                      optimizers=args.optimizers.split(","),
                      batch_sizes=[None if b == "full" else int(b) for b in args.batch_sizes.split(",")],
                      p=args.p, model=args.model, lr=args.lr, steps=args.steps, checkpoint_every=args.checkpoint_every,
-                     weights_every=args.weights_every, checkpoint_dtype=args.checkpoint_dtype)
+                     weights_every=args.weights_every, checkpoint_dtype=args.checkpoint_dtype,
+                     variants=parse_variants(args.variants) if args.variants else [])
     for t in spec.tasks:
         if t not in TASKS:
             raise UsageError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
@@ -266,7 +269,7 @@ def cmd_sweep(args) -> int:
         label = f" ({args.label})" if args.label else ""
         figs = {
             "sweep_fig1_steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(rows), f"Steps until generalisation{label}"),
-            "sweep_fig2_regularisers": F.accuracy_vs_fraction(best_accuracy(rows, "regulariser"), f"Data efficiency per regulariser{label}"),
+            "sweep_fig2_regularisers": F.accuracy_vs_fraction(best_accuracy(rows, "variant"), f"Data efficiency per regulariser{label}"),
             "sweep_fig2_operations": F.accuracy_vs_fraction(best_accuracy(rows, "task"), f"Best validation accuracy per operation{label}"),
         }
         written = [str(p) for p in F.save_figures(figs, root / "figures", quiet=args.json)]
@@ -310,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grokfast-alpha", type=float)
     p.add_argument("--grokfast-lambda", type=float)
     p.add_argument("--loss", choices=["ce", "stablemax"])
+    p.add_argument("--dropout", type=float, help="residual dropout while training (Power et al. Fig. 2: 0.1)")
+    p.add_argument("--update-noise", type=float, help="std of Gaussian noise added to the weights after each update")
+    p.add_argument("--weight-noise", type=float, help="std of Gaussian noise on the weights of each forward pass (Power et al.: 0.01)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a captured CUDA graph")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -372,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wds", default="1", help="comma-separated weight decays")
     p.add_argument("--optimizers", default="adamw", help=f"comma-separated: {', '.join(OPTIMIZERS)}")
     p.add_argument("--batch-sizes", default="full", help="comma-separated batch sizes or 'full'")
+    p.add_argument("--variants", help="';'-separated regularisers crossed with the grid, each 'key=value,...' over "
+                   "wd, optimizer, batch_size, lr, dropout, update_noise, weight_noise, grokfast_alpha, grokfast_lambda "
+                   "(e.g. 'wd=1; wd=0; wd=0,batch_size=full,update_noise=0.01; wd=0,dropout=0.1')")
     p.add_argument("--p", type=int, default=97)
     p.add_argument("--model", default="tiny-1l")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -418,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"grokinterp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

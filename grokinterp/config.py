@@ -41,6 +41,9 @@ class RunConfig:
     grokfast_alpha: float = 0.98
     grokfast_lambda: float = 2.0
     loss: str = "ce"  # ce | stablemax
+    dropout: float = 0.0  # residual dropout on attention and MLP outputs while training (Power et al. Fig. 2: 0.1)
+    update_noise: float = 0.0  # std of Gaussian noise added to every weight after each update
+    weight_noise: float = 0.0  # std of Gaussian noise added to the weights for each forward pass (Power et al.: 0.01)
     checkpoint_dtype: str = "float32"  # float32 | float16 (storage only)
     weights_every: int | None = None  # weights only at multiples of this (and the first and last step); None: every checkpoint
     description: str = ""
@@ -58,6 +61,8 @@ class RunConfig:
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"),
             (self.loss in ("ce", "stablemax"), f"unknown loss {self.loss!r}; choose ce or stablemax"),
             (self.checkpoint_dtype in ("float32", "float16"), f"checkpoint_dtype must be float32 or float16, got {self.checkpoint_dtype!r}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.update_noise >= 0 and self.weight_noise >= 0, "noise levels must be non-negative"),
             (self.weights_every is None or self.weights_every >= 1, f"weights_every must be positive, got {self.weights_every}"),
             (self.batch_size is None or self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
             (bool(self.name) and "/" not in self.name and not self.name.startswith("."), f"bad run name {self.name!r}"),
@@ -85,6 +90,11 @@ class RunConfig:
                 steps.add(s)
                 k += 1
         return sorted(steps)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether training draws random numbers (dropout or noise)."""
+        return self.dropout > 0 or self.update_noise > 0 or self.weight_noise > 0
 
     def keeps_weights(self, step: int) -> bool:
         """Whether a checkpoint step writes weights (every checkpoint writes metrics)."""

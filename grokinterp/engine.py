@@ -14,6 +14,7 @@ the loss needs:
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from jaxtyping import Float, Int
@@ -48,12 +49,15 @@ def _project(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
 
 
 def forward(
-    params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec, cache: dict | None = None
+    params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec, cache: dict | None = None,
+    dropout: Callable[[Tensor], Tensor] | None = None,
 ) -> Float[Tensor, "E batch d_vocab_out"]:
     """Logits at the final position for every example of every ensemble member.
 
     With ``cache`` (a dict), the final position's last-layer MLP activations are stored under
     ``"mlp_post"`` (E, batch, d_mlp), as ``blocks.{L-1}.mlp.hook_post[:, -1]`` would give.
+    ``dropout`` (training only) is applied to every attention and MLP output before it is added to
+    the residual stream (residual dropout, Power et al.); it maps (E, batch, pos, d_model) to itself.
     """
     E, B, T = tokens.shape
     ln = spec.normalization_type is not None
@@ -75,13 +79,14 @@ def forward(
             scores = scores.masked_fill(causal[:, :, None], float("-inf"))
         z = (scores.softmax(3)[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
         attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
-        resid = resid[:, :, qpos] + attn_out
+        resid = resid[:, :, qpos] + (dropout(attn_out) if dropout else attn_out)
         if not spec.attn_only:
             h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if ln else resid
             post = (torch.einsum("ebqm,emn->ebqn", h, p("mlp.W_in")) + p("mlp.b_in")[:, None, None]).relu()
             if cache is not None and last:
                 cache["mlp_post"] = post[:, :, -1]
-            resid = resid + torch.einsum("ebqn,enm->ebqm", post, p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
+            mlp_out = torch.einsum("ebqn,enm->ebqm", post, p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
+            resid = resid + (dropout(mlp_out) if dropout else mlp_out)
     final = resid[:, :, -1]
     if ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])

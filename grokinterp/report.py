@@ -185,7 +185,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     """Best coset partition of an embedding for every checkpoint; direct clustering; link to irreps."""
     from . import figures as F
     from .analysis.cosets import cluster_cosets, coset_scores
-    from .analysis.representations import fixed_dimensions, irrep_shares
+    from .analysis.representations import fixed_dimensions, irrep_shares, stabilising_subgroups
 
     group = _require_group(run, "cosets")
     steps = np.array(run.steps)
@@ -210,6 +210,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     fixed = fixed_dimensions(group, h.elements)
     shares = irrep_shares(X[-1:], group)[0].numpy()
     names = group.irrep_names
+    top_irrep = int(np.argmax(shares))
+    stabilisers = stabilising_subgroups(group, top_irrep)
     best_steps = [cs.best_index(s) for s in range(len(steps))]
     best_score = np.array([cs.scores[s, i] for s, i in enumerate(best_steps)])
     formed = next((int(steps[i]) for i in range(len(steps)) if best_score[i] > 0.5), None)
@@ -224,6 +226,9 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
                        "order": group.subgroups[p.subgroup].order, "score": sc} for (cid, side), (sc, p) in per_class],
         "direct_clustering": {"method": clusters, "k": n_cosets, "coset_fraction": direct["coset_fraction"], "sides": direct["sides"]},
         "irreps": {"names": names, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
+        "dominant_irrep": {"name": names[top_irrep], "share": float(shares[top_irrep]),
+                           "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
+                           "best_class_fixes_it": bool(fixed[top_irrep] > 0)},
         "structure_forms_at_step": formed,
         "best_score_over_training": best_score.tolist(),
         "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
@@ -239,6 +244,9 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  coset structure (score > 0.5) first at step {formed:,}" if formed is not None else "  no coset structure (score > 0.5) yet",
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(names, fixed)),
+        f"  {matrix} is {shares[top_irrep]:.0%} in {names[top_irrep]}, whose vectors are fixed by (largest first) "
+        + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
+        + f": the cosets it can show; {h.name} {'is' if fixed[top_irrep] > 0 else 'is not'} among them",
     ]
     figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(steps, series, f"Coset structure of {matrix} over training")}
     return Report(payload, lines, figs)

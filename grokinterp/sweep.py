@@ -20,7 +20,7 @@ import numpy as np
 from .config import ConfigError, RunConfig
 from .store import atomic_write_bytes, atomic_write_json, default_runs_dir, read_json
 
-RESULT_FIELDS = ["run", "task", "frac", "seed", "wd", "optimizer", "batch", "steps", "memorised_step", "grokked_step", "best_test_acc", "final_test_acc"]
+RESULT_FIELDS = ["run", "task", "frac", "seed", "wd", "optimizer", "batch", "variant", "steps", "memorised_step", "grokked_step", "best_test_acc", "final_test_acc"]
 
 
 @dataclass
@@ -39,21 +39,67 @@ class SweepSpec:
     checkpoint_every: int = 100
     weights_every: int | None = None  # keep weights only every this many steps (metrics at every checkpoint)
     checkpoint_dtype: str = "float32"
+    variants: list[dict] = field(default_factory=list)  # named regularisers: RunConfig overrides, crossed with the grid
 
     def configs(self) -> list[RunConfig]:
         out = []
-        for task, frac, seed, wd, opt, bs in itertools.product(self.tasks, self.fracs, self.seeds, self.wds, self.optimizers, self.batch_sizes):
-            name = f"{task}_f{frac:g}_s{seed}_wd{wd:g}_{opt}" + (f"_b{bs}" if bs else "")
-            out.append(RunConfig(name=name, task=task, p=self.p, frac=frac, split_seed=seed, seed=seed, model=self.model, lr=self.lr,
-                                 wd=wd, optimizer=opt, batch_size=bs, steps=self.steps, checkpoint_every=self.checkpoint_every,
-                                 weights_every=self.weights_every, checkpoint_dtype=self.checkpoint_dtype, log_checkpoints=False, description=f"sweep {self.name}"))
+        grid = itertools.product(self.tasks, self.fracs, self.seeds, self.wds, self.optimizers, self.batch_sizes, self.variants or [{}])
+        for task, frac, seed, wd, opt, bs, variant in grid:
+            unknown = set(variant) - set(VARIANT_FIELDS)
+            if unknown:
+                raise ConfigError(f"a sweep variant can set {', '.join(VARIANT_FIELDS)}; not {', '.join(sorted(unknown))}")
+            cfg = RunConfig(name="member", task=task, p=self.p, frac=frac, split_seed=seed, seed=seed, model=self.model, lr=self.lr,
+                            wd=wd, optimizer=opt, batch_size=bs, steps=self.steps, checkpoint_every=self.checkpoint_every,
+                            weights_every=self.weights_every, checkpoint_dtype=self.checkpoint_dtype, log_checkpoints=False,
+                            description=f"sweep {self.name}").replace(**variant)
+            out.append(cfg.replace(name=member_name(cfg, self.lr)))
         return out
+
+
+VARIANT_FIELDS = ("wd", "optimizer", "batch_size", "lr", "dropout", "update_noise", "weight_noise", "grokfast_alpha", "grokfast_lambda")
+
+
+def _extras(cfg: RunConfig, sweep_lr: float) -> list[str]:
+    return ([f"lr{cfg.lr:g}"] if cfg.lr != sweep_lr else []) + [
+        f"{k}{getattr(cfg, k):g}" for k in ("dropout", "update_noise", "weight_noise") if getattr(cfg, k)]
+
+
+def member_name(cfg: RunConfig, sweep_lr: float) -> str:
+    """e.g. add_f0.3_s0_wd1_adamw_b512, add_f0.5_s1_wd0_adamw_dropout0.1 (full batch: no _b part)."""
+    return "_".join([f"{cfg.task}_f{cfg.frac:g}_s{cfg.seed}_wd{cfg.wd:g}_{cfg.optimizer}"]
+                    + ([f"b{cfg.batch_size}"] if cfg.batch_size else []) + _extras(cfg, sweep_lr))
+
+
+def variant_label(cfg: RunConfig, sweep_lr: float) -> str:
+    """The regulariser of a config, e.g. 'adamw wd=1 batch 512' or 'adamw wd=0 full batch update_noise0.01'
+    (the learning rate only where it differs from the sweep's)."""
+    batch = f"batch {cfg.batch_size}" if cfg.batch_size else "full batch"
+    return " ".join([f"{cfg.optimizer} wd={cfg.wd:g}", batch] + _extras(cfg, sweep_lr))
+
+
+def parse_variants(text: str) -> list[dict]:
+    """'wd=1; wd=0,batch_size=full; wd=0,dropout=0.1' -> [{'wd': 1.0}, {'wd': 0.0, 'batch_size': None}, ...]."""
+    out = []
+    for chunk in filter(None, (c.strip() for c in text.split(";"))):
+        v = {}
+        for item in chunk.split(","):
+            key, sep, value = (x.strip() for x in item.partition("="))
+            if not sep or key not in VARIANT_FIELDS:
+                raise ConfigError(f"bad variant item {item!r}: write key=value with key one of {', '.join(VARIANT_FIELDS)}")
+            if key == "optimizer":
+                v[key] = value
+            elif key == "batch_size":
+                v[key] = None if value == "full" else int(value)
+            else:
+                v[key] = float(value)
+        out.append(v)
+    return out
 
 
 def _groups(configs: list[RunConfig], max_ensemble: int) -> list[list[RunConfig]]:
     by_key: dict[tuple, list[RunConfig]] = {}
     for c in configs:
-        by_key.setdefault((c.task, c.p, c.model, c.batch_size, c.steps), []).append(c)
+        by_key.setdefault((c.task, c.p, c.model, c.batch_size, c.steps, c.noisy), []).append(c)
     return [g[i : i + max_ensemble] for g in by_key.values() for i in range(0, len(g), max_ensemble)]
 
 
@@ -135,7 +181,7 @@ def results(root: Path, spec: SweepSpec) -> list[dict]:
     for c in spec.configs():
         m = Run(root / c.name).metrics
         rows.append({"run": c.name, "task": c.task, "frac": c.frac, "seed": c.seed, "wd": c.wd, "optimizer": c.optimizer,
-                     "batch": c.batch_size or "full", "steps": int(m["step"][-1]),
+                     "batch": c.batch_size or "full", "variant": variant_label(c, spec.lr), "steps": int(m["step"][-1]),
                      "memorised_step": first_step(m["step"], m["train_acc"] >= 0.99),
                      "grokked_step": first_step(m["step"], m["test_acc"] >= 0.99),
                      "best_test_acc": float(m["test_acc"].max()), "final_test_acc": float(m["test_acc"][-1])})
@@ -152,18 +198,14 @@ def write_results(root: Path, spec: SweepSpec) -> list[dict]:
     return rows
 
 
-def regulariser(row: dict) -> str:
-    return f"{row['optimizer']} wd={row['wd']:g}" + ("" if row["batch"] == "full" else f" batch {row['batch']}")
-
-
 def median_steps_to_generalise(rows: list[dict], by: str = "task") -> dict[str, tuple[list[float], list[float]]]:
     """{group: (fractions, median steps until 99% test accuracy)}; a fraction whose median run never
     got there is left out (Power et al. Fig. 1 centre)."""
     out: dict[str, tuple[list[float], list[float]]] = {}
-    for key in sorted({r[by] if by != "regulariser" else regulariser(r) for r in rows}):
+    for key in sorted({r[by] for r in rows}):
         fr, med = [], []
         for f in sorted({r["frac"] for r in rows}):
-            sel = [r for r in rows if r["frac"] == f and (r[by] if by != "regulariser" else regulariser(r)) == key]
+            sel = [r for r in rows if r["frac"] == f and r[by] == key]
             steps = np.array([np.inf if r["grokked_step"] is None else r["grokked_step"] for r in sel], dtype=float)
             if len(steps) and np.isfinite(np.median(steps)):
                 fr.append(f)
@@ -175,8 +217,7 @@ def median_steps_to_generalise(rows: list[dict], by: str = "task") -> dict[str, 
 def best_accuracy(rows: list[dict], by: str = "task") -> dict[str, tuple[list[float], list[float]]]:
     """{group: (fractions, mean over seeds of the best test accuracy within the budget)}."""
     out: dict[str, tuple[list[float], list[float]]] = {}
-    label = (lambda r: regulariser(r)) if by == "regulariser" else (lambda r: r[by])
-    for key in sorted({label(r) for r in rows}):
-        fracs = sorted({r["frac"] for r in rows if label(r) == key})
-        out[key] = (fracs, [float(np.mean([r["best_test_acc"] for r in rows if label(r) == key and r["frac"] == f])) for f in fracs])
+    for key in sorted({r[by] for r in rows}):
+        fracs = sorted({r["frac"] for r in rows if r[by] == key})
+        out[key] = (fracs, [float(np.mean([r["best_test_acc"] for r in rows if r[by] == key and r["frac"] == f])) for f in fracs])
     return out

@@ -27,7 +27,8 @@ import torch
 from . import __version__
 from .config import ConfigError, RunConfig
 from .engine import AdamW, forward, per_example_loss
-from .models import init_params, is_trainable, model_spec
+from .models import init_params, is_trainable, model_spec, parameter_shapes
+from .noise import Noise
 from .store import (
     RunError,
     atomic_write_json,
@@ -138,7 +139,8 @@ def train(
             start_step = step
             if cfg.steps < step:
                 raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
-            params.append({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
+            # in named_parameters() order (safetensors sorts names): noise is drawn in this order
+            params.append({n: tensors[f"param.{n}"] for n in parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)})
             opt_state.append({k[4:]: v for k, v in tensors.items() if k.startswith("opt.")})
             m.metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
             if saved.steps != cfg.steps:  # record the new budget, once everything has been read
@@ -174,8 +176,10 @@ def train(
         train_mask[e, torch.from_numpy(m.train_idx).to(dev)] = True
     full_batch = all(m.batch_size >= len(m.train_idx) for m in members)
     batch = lambda step: _padded_batch([batch_indices(m.train_idx, m.batch_size, m.cfg.seed, step) for m in members], dev)  # noqa: E731
-    step_fn = TrainStep(stacked, trainable, opt, spec, inputs, labels, first.loss, *batch(start_step),
-                        capture=(dev.type == "cuda") if capture is None else capture)
+    noisy = any(m.cfg.noisy for m in members)
+    noise = Noise([m.cfg for m in members], [m.batch_size for m in members], dev) if noisy else None
+    step_fn = TrainStep(stacked, trainable, opt, spec, inputs, labels, first.loss, *batch(start_step), noise=noise,
+                        capture=(dev.type == "cuda" and not noisy) if capture is None else capture)
 
     ckpt_steps = set(first.checkpoint_steps())
     saver = _StateSaver(state_every_s)
@@ -184,7 +188,7 @@ def train(
 
     bar = _progress(first.steps, start_step, E, progress)
     for step in range(start_step, first.steps):
-        step_fn(None if full_batch else batch(step))
+        step_fn(None if full_batch else batch(step), step=step)
         if step + 1 in ckpt_steps:
             row = _checkpoint(members, stacked, opt, step + 1, inputs, labels, train_mask, spec, first.loss, saver,
                               final=step + 1 == first.steps)
@@ -218,23 +222,31 @@ class TrainStep:
     Batches go into fixed buffers (E, B) of indices and weights (1 for real examples, 0 for the
     padding of members with smaller batches). With ``capture`` (CUDA only) the whole step is
     recorded once as a CUDA graph and replayed: the warm-up iterations that capture needs are
-    undone, so the run's weights are the same as uncaptured (to float tolerance).
+    undone, so the run's weights are the same as uncaptured (to float tolerance). With ``noise``
+    (dropout, weight or update noise) the step runs eagerly: its generators are seeded per step.
     """
 
-    def __init__(self, params, trainable, opt: AdamW, spec, inputs, labels, loss: str, idx, weight, capture: bool = False):
+    def __init__(self, params, trainable, opt: AdamW, spec, inputs, labels, loss: str, idx, weight, capture: bool = False,
+                 noise: Noise | None = None):
         self.params, self.trainable, self.opt, self.spec = params, trainable, opt, spec
-        self.inputs, self.labels, self.loss = inputs, labels, loss
+        self.inputs, self.labels, self.loss, self.noise = inputs, labels, loss, noise
         self.idx, self.weight = idx.clone(), weight.clone()
+        if capture and noise is not None:
+            raise ConfigError("dropout and noise are drawn afresh each step, which a CUDA graph cannot replay; train without capture")
         self.graph = self._capture() if capture else None
 
     def _eager(self) -> None:
-        logits = forward(self.params, self.inputs[self.idx], self.spec)
+        noise = self.noise
+        params = self.params if noise is None else noise.noisy_weights(self.params, self.trainable)
+        logits = forward(params, self.inputs[self.idx], self.spec, dropout=noise.dropout if noise is not None and noise.dropout_on else None)
         nll = per_example_loss(logits, self.labels[self.idx], self.loss)
         loss = ((nll * self.weight).sum(1) / self.weight.sum(1)).sum()
         for p in self.trainable.values():
             p.grad = None
         loss.backward()
         self.opt.step()
+        if noise is not None:
+            noise.perturb(self.trainable)
 
     def _capture(self):
         if self.idx.device.type != "cuda":
@@ -259,11 +271,13 @@ class TrainStep:
             return None
         return graph
 
-    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Train one step on ``batch`` (indices, weights), or on the last batch when None."""
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor] | None = None, step: int = 0) -> None:
+        """Train step ``step`` (0-based; it seeds the noise) on ``batch`` (indices, weights), or on the last batch when None."""
         if batch is not None:
             self.idx.copy_(batch[0])
             self.weight.copy_(batch[1])
+        if self.noise is not None:
+            self.noise.start(step)
         if self.graph is not None:
             self.graph.replay()
         else:

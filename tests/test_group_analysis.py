@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from grokinterp.analysis.cosets import cluster_cosets, coset_scores, random_expectation
-from grokinterp.analysis.representations import fixed_dimensions, irrep_shares, isotypic_projectors, logit_irrep_cosines
+from grokinterp.analysis.representations import (
+    fixed_dimensions,
+    irrep_shares,
+    isotypic_projectors,
+    logit_irrep_cosines,
+    stabilising_subgroups,
+)
 from grokinterp.analysis.tsne import tsne
 from grokinterp.groups import FiniteGroup
 from grokinterp.tasks import Task
@@ -87,6 +93,18 @@ def test_fixed_dimensions_match_reference(S5):
     fixed = dict(zip(S5.irrep_names, fixed_dimensions(S5, d5)))
     # REFERENCE: D5 fixes a vector only in the trivial, sign and the two 5-dimensional irreps
     assert fixed == {"trivial": 1, "sign": 1, "standard": 0, "standard x sign": 0, "dim5a": 1, "dim5b": 1, "dim6a": 0}
+
+
+def test_stabilising_subgroups_of_s5_irreps(S5):
+    """The largest subgroups fixing a vector: S4 (a point stabiliser) for the standard irrep, A4 for
+    standard x sign, F20 for one 5-dimensional irrep and D6 for the other; none is S5 itself."""
+    names = S5.irrep_names
+    largest = {n: stabilising_subgroups(S5, i)[0][1] for i, n in enumerate(names)}
+    assert largest["standard"] == "S4" and largest["standard x sign"] == "A4" and largest["sign"] == "A5"
+    assert {largest["dim5a"], largest["dim5b"]} == {"F20", "D6"}
+    d5 = [t for t in stabilising_subgroups(S5, names.index("dim5a")) if t[1] == "D5"]
+    assert d5 and d5[0][3] == 1
+    assert all(t[2] < 120 for i in range(len(names)) for t in stabilising_subgroups(S5, i))
 
 
 def test_tsne_is_deterministic_for_a_seed():

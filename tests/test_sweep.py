@@ -58,3 +58,22 @@ def test_ray_backend_matches_local(local_sweep, tmp_path):
         assert a["memorised_step"] == b["memorised_step"] and a["grokked_step"] == b["grokked_step"]
         assert float(a["best_test_acc"]) == pytest.approx(float(b["best_test_acc"]), abs=0.02)
     assert json.loads((root / "sweep.json").read_text())["tasks"] == ["add", "sub"]
+
+
+def test_variants_cross_the_grid_and_label_the_regulariser_figure(tmp_path):
+    from grokinterp.sweep import parse_variants
+
+    variants = parse_variants("wd=1; wd=0,batch_size=full,update_noise=0.01; wd=0,dropout=0.1")
+    assert variants[1] == {"wd": 0.0, "batch_size": None, "update_noise": 0.01}
+    spec = SweepSpec(name="regs", tasks=["add"], p=11, fracs=[0.5], seeds=[0], model="tiny-1l", lr=1e-2, batch_sizes=[16],
+                     steps=40, checkpoint_every=20, variants=variants)
+    names = [c.name for c in spec.configs()]
+    assert names == ["add_f0.5_s0_wd1_adamw_b16", "add_f0.5_s0_wd0_adamw_update_noise0.01", "add_f0.5_s0_wd0_adamw_b16_dropout0.1"]
+    assert main(["sweep", "--name", "regs", "--tasks", "add", "--p", "11", "--fracs", "0.5", "--seeds", "0", "--model", "tiny-1l",
+                 "--lr", "1e-2", "--batch-sizes", "16", "--steps", "40", "--checkpoint-every", "20", "--runs-dir", str(tmp_path),
+                 "--variants", "wd=1; wd=0,batch_size=full,update_noise=0.01; wd=0,dropout=0.1", "--json", "--no-figures"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "regs" / "results.csv")))
+    assert [r["variant"] for r in rows] == ["adamw wd=1 batch 16", "adamw wd=0 full batch update_noise0.01",
+                                            "adamw wd=0 batch 16 dropout0.1"]
+    with pytest.raises(Exception, match="key=value"):
+        parse_variants("momentum=0.9")

@@ -58,3 +58,15 @@ def fixed_dimensions(group: FiniteGroup, subgroup_elements) -> np.ndarray:
     """(1/|H|) sum_{h in H} chi(h) for every irrep: the dimension H fixes in it."""
     chars = group.characters().real
     return np.round(chars[:, list(subgroup_elements)].mean(1), 6) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def stabilising_subgroups(group: FiniteGroup, irrep: int) -> list[tuple[int, str, int, int]]:
+    """Proper subgroup classes that fix a vector of irrep ``irrep``: (class_id, name, order, fixed dims),
+    largest first. An embedding built from that irrep can be constant on cosets only of these."""
+    out = []
+    for cls in group.subgroup_classes():
+        h = cls[0]
+        d = int(round(fixed_dimensions(group, h.elements)[irrep]))
+        if d > 0 and h.order < group.n:
+            out.append((h.class_id, h.name, h.order, d))
+    return sorted(out, key=lambda t: (-t[2], -t[3], t[0]))
