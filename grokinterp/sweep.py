@@ -53,6 +53,10 @@ class SweepSpec:
                             weights_every=self.weights_every, checkpoint_dtype=self.checkpoint_dtype, log_checkpoints=False,
                             description=f"sweep {self.name}").replace(**variant)
             out.append(cfg.replace(name=member_name(cfg, self.lr)))
+        names = [c.name for c in out]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ConfigError(f"the grid gives run {dup} twice (variants that repeat the grid's own settings?)")
         return out
 
 
@@ -86,12 +90,10 @@ def parse_variants(text: str) -> list[dict]:
             key, sep, value = (x.strip() for x in item.partition("="))
             if not sep or key not in VARIANT_FIELDS:
                 raise ConfigError(f"bad variant item {item!r}: write key=value with key one of {', '.join(VARIANT_FIELDS)}")
-            if key == "optimizer":
-                v[key] = value
-            elif key == "batch_size":
-                v[key] = None if value == "full" else int(value)
-            else:
-                v[key] = float(value)
+            try:
+                v[key] = value if key == "optimizer" else (None if value == "full" else int(value)) if key == "batch_size" else float(value)
+            except ValueError:
+                raise ConfigError(f"bad value in variant item {item!r}") from None
         out.append(v)
     return out
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from grokinterp.cli import main
+from grokinterp.config import ConfigError
 from grokinterp.sweep import SweepSpec, median_steps_to_generalise, run_sweep
 
 GRID = ["--tasks", "add,sub", "--p", "11", "--fracs", "0.5,0.8", "--seeds", "0,1", "--model", "tiny-1l", "--lr", "1e-2",
@@ -75,5 +76,9 @@ def test_variants_cross_the_grid_and_label_the_regulariser_figure(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "regs" / "results.csv")))
     assert [r["variant"] for r in rows] == ["adamw wd=1 batch 16", "adamw wd=0 full batch update_noise0.01",
                                             "adamw wd=0 batch 16 dropout0.1"]
-    with pytest.raises(Exception, match="key=value"):
+    with pytest.raises(ConfigError, match="key=value"):
         parse_variants("momentum=0.9")
+    with pytest.raises(ConfigError, match="bad value"):
+        parse_variants("wd=lots")
+    with pytest.raises(ConfigError, match="twice"):
+        SweepSpec(name="dup", tasks=["add"], fracs=[0.5], variants=parse_variants("wd=0; wd=0,optimizer=adamw")).configs()
