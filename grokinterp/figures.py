@@ -236,9 +236,14 @@ def train_vs_test(runs: dict[str, dict], title: str) -> go.Figure:
 
 
 def induction_scores(metrics: dict, title: str) -> go.Figure:
+    """Per head: the textbook induction score (offset 1, solid) and, where logged, the best score over offsets (dashed)."""
     fig = _fig(title, xaxis_title="step", yaxis_title="induction score", yaxis_range=[0, 1.02])
     for i, k in enumerate(k for k in metrics if k.startswith("induction_head")):
-        fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=k.replace("induction_", ""), line=dict(color=COLORS[i % len(COLORS)])))
+        color = COLORS[i % len(COLORS)]
+        fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=f"head {i}, offset 1", line=dict(color=color)))
+        if f"induction_best{i}" in metrics:
+            fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[f"induction_best{i}"], name=f"head {i}, best offset",
+                                     line=dict(color=color, dash="dash")))
     return fig
 
 

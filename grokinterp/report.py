@@ -331,13 +331,13 @@ def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
 
 def _final_offset_profile(run_dir) -> np.ndarray:
     """(heads, offsets) induction scores of the last layer at the last checkpoint, on fresh sequences."""
-    from .sequence_training import load_sequence_model
-    from .sequences import induction_offset_profile
+    from .sequence_training import induction_profile, load_sequence_model
 
     cfg, task, model = load_sequence_model(run_dir)
-    batch = task.sample(np.random.default_rng([cfg.seed, 4]), 256)
-    _, cache = model.run_with_cache(batch[:, : task.n_ctx], names_filter=lambda n: n.endswith("hook_pattern"))
-    return induction_offset_profile(cache[f"blocks.{model.cfg.n_layers - 1}.attn.hook_pattern"], batch, task).numpy()
+    return induction_profile(task, model, task.sample(np.random.default_rng([cfg.seed, 4]), 256))
+
+
+CIRCUIT_THRESHOLD = 0.3  # attention share at one offset; chance is ~1/context length
 
 
 def phases_report(run_dir, compare=None) -> Report:
@@ -375,6 +375,14 @@ def phases_report(run_dir, compare=None) -> Report:
         payload["final_offset_profile"] = profile.tolist()
         heads = [f"head {h}: offset {int(row.argmax()) + 1} ({row.max():.2f})" for h, row in enumerate(profile)]
         lines.append("  last layer at the end, best induction offset per head: " + "; ".join(heads))
+        circuit = induction_formation_step(m, CIRCUIT_THRESHOLD, prefix="induction_best")
+        if any(k.startswith("induction_best") for k in m):
+            payload["induction_circuit_step"] = circuit
+            at = lambda h: int(m[f"induction_offset{h}"][list(m["step"]).index(circuit)])  # noqa: E731
+            heads_at = sorted({at(h) for h in range(len(profile)) if f"induction_offset{h}" in m}) if circuit is not None else []
+            lines.append(f"  induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) first at step {circuit:,} "
+                         f"(offsets {', '.join(map(str, heads_at))})" if circuit is not None
+                         else f"  no induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) in the logged steps")
         figs["phases_induction_scores"] = F.induction_scores(m, f"{run_dir.name}: induction score per head (last layer)")
     if compare is not None:
         _, m2 = load(compare)

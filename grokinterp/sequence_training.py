@@ -21,7 +21,7 @@ import torch
 from . import __version__
 from .config import ConfigError
 from .models import build_model
-from .sequences import SEQUENCE_TASKS, Repeat, induction_scores, per_token_losses
+from .sequences import SEQUENCE_TASKS, Repeat, induction_offset_profile, per_token_losses
 from .store import atomic_write_json, atomic_write_tensors, checkpoint_path, default_runs_dir, read_json, write_metrics
 
 
@@ -69,11 +69,19 @@ def _loss(task, model, batch) -> torch.Tensor:
     return per_token_losses(task, model(tokens), batch)
 
 
-def induction_score(task, model, batch) -> np.ndarray:
-    """Induction score per head of the last layer on a fixed batch (repeat task only)."""
+def induction_profile(task, model, batch) -> np.ndarray:
+    """(heads, offsets 1..sub_len) induction scores of the last layer on a fixed batch (repeat task only)."""
     _, cache = model.run_with_cache(batch[:, : task.n_ctx], names_filter=lambda n: n.endswith("hook_pattern"))
     last = model.cfg.n_layers - 1
-    return induction_scores(cache[f"blocks.{last}.attn.hook_pattern"], batch, task).cpu().numpy()
+    return induction_offset_profile(cache[f"blocks.{last}.attn.hook_pattern"], batch, task).cpu().numpy()
+
+
+def _induction_row(profile: np.ndarray) -> dict:
+    """Per head: the textbook (offset 1) score, the best score over offsets, and that offset."""
+    row = {}
+    for h, p in enumerate(profile):
+        row.update({f"induction_head{h}": float(p[0]), f"induction_best{h}": float(p.max()), f"induction_offset{h}": int(p.argmax()) + 1})
+    return row
 
 
 def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, command: str = "") -> Path:
@@ -101,7 +109,7 @@ def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, co
     names = task.loss_names
     fields = ["step"] + [f"train_{n}" for n in names] + [f"test_{n}" for n in names]
     if isinstance(task, Repeat):
-        fields += [f"induction_head{h}" for h in range(model.cfg.n_heads)]
+        fields += [f"induction_{kind}{h}" for kind in ("head", "best", "offset") for h in range(model.cfg.n_heads)]
     rows = []
     for step in tqdm(range(cfg.steps + 1), desc=cfg.name, unit="step", disable=not progress):
         rng = np.random.default_rng([cfg.seed, 3, step])
@@ -115,7 +123,7 @@ def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, co
                 row.update({f"train_{n}": float(v) for n, v in zip(names, tr)})
                 row.update({f"test_{n}": float(v) for n, v in zip(names, te)})
                 if isinstance(task, Repeat):
-                    row.update({f"induction_head{h}": float(s) for h, s in enumerate(induction_score(task, model, test[:256]))})
+                    row.update(_induction_row(induction_profile(task, model, test[:256])))
             rows.append(row)
             write_metrics(run_dir / "metrics.csv", rows, fields)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:

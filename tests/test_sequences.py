@@ -74,6 +74,8 @@ def test_phase_change_helpers():
     assert distinct_steps([100, 105, 400, 900, None]) == 3
     m = {"step": steps, "induction_head0": np.where(steps > 600, 0.9, 0.1), "induction_head1": np.zeros(100)}
     assert induction_formation_step(m) == 610
+    m["induction_best0"] = np.where(steps > 300, 0.4, 0.05)
+    assert induction_formation_step(m, 0.3, prefix="induction_best") == 310
 
 
 def test_sequence_training_and_phases_command(tmp_path, capsys):
@@ -87,5 +89,10 @@ def test_sequence_training_and_phases_command(tmp_path, capsys):
     assert set(data["test_phase_changes"]) == {"digit5", "digit4", "digit3", "digit2", "digit1", "digit0"}
     assert data["data"] == "1000 training sequences"
     assert main(["phases", "--run", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
-    assert "induction" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "induction" in out and "induction circuit at any offset" in out
+    from grokinterp.store import read_metrics
+
+    row = read_metrics(tmp_path / "repeat-1l" / "metrics.csv", fields=None)[-1]
+    assert row["induction_best0"] >= row["induction_head0"] and 1 <= row["induction_offset0"] <= 16
     assert main(["fourier", "--run", "repeat-1l", "--runs-dir", str(tmp_path)]) == 1  # a sequence run is not a table run

@@ -28,8 +28,12 @@ def distinct_steps(steps: list[int | None], min_gap_frac: float = 0.1) -> int:
     return sum(1 for i, x in enumerate(s) if i == 0 or x - s[i - 1] > min_gap_frac * x)
 
 
-def induction_formation_step(metrics: dict[str, np.ndarray], threshold: float = 0.5) -> int | None:
-    cols = [v for k, v in metrics.items() if k.startswith("induction_head")]
+def induction_formation_step(metrics: dict[str, np.ndarray], threshold: float = 0.5, prefix: str = "induction_head") -> int | None:
+    """First logged step where some head's score (columns ``prefix{h}``) exceeds ``threshold``.
+
+    ``induction_head{h}``: the textbook score (offset 1); ``induction_best{h}``: the best over offsets.
+    """
+    cols = [v for k, v in metrics.items() if k.startswith(prefix)]
     if not cols:
         return None
     best = np.max(np.stack(cols), axis=0)
