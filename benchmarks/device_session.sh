@@ -19,7 +19,7 @@ FRACS=0.3,0.4,0.5,0.6,0.7,0.8
 SWEEP=(--p 97 --fracs $FRACS --model power-2l --batch-sizes 512 --checkpoint-every 100 --checkpoint-dtype float16
        --max-ensemble 64 --no-figures --runs-dir "$RUNS")
 
-tests() { timeout 90 python3 -m pytest -p no:cacheprovider tests/test_cuda.py -rA 2>&1 | tail -30; }
+tests() { timeout 90 python3 -m pytest -p no:cacheprovider tests/test_cuda.py tests/test_models.py -rA 2>&1 | tail -30; }
 bench() { timeout 90 python3 benchmarks/bench_training.py --device cuda --steps 100 --ensembles 1,16,64,256 --to-grok; }
 bench-tf32() { timeout 90 python3 benchmarks/bench_training.py --device cuda --steps 100 --ensembles 1,16,64,256 --to-grok --tf32; }
 # Figure 1 centre (and 2 right for two operations): S5 and x+y mod 97, 6 fractions x 3 seeds, Power's

@@ -1,7 +1,8 @@
-"""The CUDA path: forward, CUDA-graph capture, ensembles and resume on a GPU.
+"""The CUDA path: CUDA-graph capture, ensembles and resume on a GPU (the forward's CUDA case is in
+test_models.py).
 
 These run only where a CUDA GPU is visible (CI has none: they are skipped there, not passed);
-the device session runs them with `python -m pytest tests/test_cuda.py`.
+the device session runs them with `python -m pytest tests/test_cuda.py tests/test_models.py`.
 """
 
 import dataclasses
@@ -11,8 +12,7 @@ import pytest
 import torch
 
 import grokinterp as gi
-from grokinterp.engine import forward, per_example_loss
-from grokinterp.models import build_model, model_spec
+from grokinterp.models import model_spec
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -27,23 +27,6 @@ def assert_same_weights(a, b, rtol=1e-4, atol=1e-5):
     wa, wb = a.weights(), b.weights()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=rtol, atol=atol, msg=k)
-
-
-@pytest.mark.parametrize("name,V,T", [("nanda-1l", 114, 3), ("power-2l", 122, 4)])
-def test_cuda_forward_matches_hooked_transformer(name, V, T):
-    ht = build_model(name, V, V - 1 - (T == 4), T, seed=1).cuda()
-    params = {n: p.detach()[None].clone().requires_grad_(True) for n, p in ht.named_parameters()}
-    tokens = torch.randint(0, V - 2, (300, T), device="cuda")
-    tokens[:, -1] = V - 1
-    labels = torch.randint(0, V - 1 - (T == 4), (300,), device="cuda")
-    ref = ht(tokens)[:, -1]
-    ours = forward(params, tokens[None], model_spec(name))[0]
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
-    per_example_loss(ref, labels).mean().backward()
-    per_example_loss(ours[None], labels[None]).mean().backward()
-    for n, p in ht.named_parameters():
-        if p.requires_grad:
-            torch.testing.assert_close(params[n].grad[0], p.grad, rtol=1e-3, atol=1e-6, msg=n)
 
 
 def test_train_step_replays_a_captured_graph():

@@ -35,18 +35,23 @@ def test_unknown_model():
         model_spec("gpt-5")
 
 
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("name,V,T", [("nanda-1l", 114, 3), ("power-2l", 122, 4)])
-def test_fast_forward_matches_hooked_transformer(name, V, T):
+def test_fast_forward_matches_hooked_transformer(name, V, T, device):
     """Logits and gradients of every parameter (biases and LayerNorm made non-trivial) agree."""
     torch.manual_seed(0)
     ht = build_model(name, V, V - 1 - (T == 4), T, seed=1)
     with torch.no_grad():
         for p in ht.parameters():
             p.add_(torch.randn_like(p) * 0.1).requires_grad_(True)
+    ht = ht.to(device, print_details=False)
     params = {n: p.detach()[None].clone().requires_grad_(True) for n, p in ht.named_parameters()}
-    tokens = torch.randint(0, V - 2, (200, T))
+    tokens = torch.randint(0, V - 2, (200, T), device=device)
     tokens[:, -1] = V - 1
-    labels = torch.randint(0, V - 1 - (T == 4), (200,))
+    labels = torch.randint(0, V - 1 - (T == 4), (200,), device=device)
     ref = ht(tokens)[:, -1]
     ours = forward(params, tokens[None], model_spec(name))[0]
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
