@@ -206,15 +206,15 @@ def _optimizer(members: list[_Member], trainable: dict, task, dev) -> AdamW:
     cfgs = [m.cfg for m in members]
     per = lambda attr: torch.tensor([getattr(c, attr) for c in cfgs], device=dev)  # noqa: E731
     flag = lambda name: torch.tensor([c.optimizer == name for c in cfgs], device=dev)  # noqa: E731
-    grokfast = (per("grokfast_alpha"), per("grokfast_lambda") * flag("grokfast")) if flag("grokfast").any() else None
+    uses = lambda name: any(c.optimizer == name for c in cfgs)  # noqa: E731
     decay_to = None
-    if flag("adamw-to-init").any():  # the initial weights, recomputed from the seeds
+    if uses("adamw-to-init"):  # the initial weights, recomputed from the seeds
         inits = [init_params(c.model, task.d_vocab, task.n, task.n_ctx, seed=c.seed) for c in cfgs]
         decay_to = {n: torch.stack([i[n] for i in inits]).to(dev) for n in trainable}
     return AdamW(trainable, per("lr").float(), per("wd").float(), betas=cfgs[0].betas, warmup=cfgs[0].warmup,
-                 grokfast=grokfast, perpendicular=flag("perpendicular") if flag("perpendicular").any() else None,
+                 grokfast=(per("grokfast_alpha"), per("grokfast_lambda") * flag("grokfast")) if uses("grokfast") else None,
+                 perpendicular=flag("perpendicular") if uses("perpendicular") else None,
                  decay_to=decay_to, decay_to_on=flag("adamw-to-init") if decay_to is not None else None)
-
 
 class TrainStep:
     """One optimisation step of every member on its batch: forward, float64 loss, backward, AdamW.
