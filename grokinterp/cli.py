@@ -129,6 +129,8 @@ def _train_sequence(args) -> int:
 
     changes = {k: v for k, v in {"steps": args.steps, "seed": args.seed, "wd": args.wd, "lr": args.lr,
                                  "batch_size": args.batch_size, "name": args.name, "n_train": args.n_train}.items() if v is not None}
+    if args.full_batch:
+        changes["batch_size"] = None
     cfg = dataclasses.replace(SEQUENCE_PRESETS[args.run], **changes)
     run_dir = train_sequence(cfg, args.runs_dir, progress=not args.no_progress,
                              command=" ".join(["grokinterp"] + sys.argv[1:]))
@@ -305,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="model initialisation seed")
     p.add_argument("--split-seed", type=int, help="train/test split seed")
     p.add_argument("--batch-size", type=int, help="minibatch size (Power et al.: 512)")
-    p.add_argument("--full-batch", action="store_true", help="train on the whole training set each step")
+    p.add_argument("--full-batch", action="store_true", help="train on the whole training set each step (sequence presets: finite data only)")
     p.add_argument("--n-train", type=int, help="sequence presets: size of the fixed training set (finite-data mode)")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--checkpoint-dtype", choices=["float32", "float16"])

@@ -31,7 +31,7 @@ class SequenceConfig:
     task: str = "add5"
     model: str = "add5-1l"
     n_train: int | None = None  # None: infinite data
-    batch_size: int = 256
+    batch_size: int | None = 256  # None: the whole training set each step (finite data only)
     lr: float = 1e-3
     wd: float = 0.1
     steps: int = 3000
@@ -46,6 +46,8 @@ class SequenceConfig:
             raise ConfigError(f"unknown sequence task {self.task!r}; choose {', '.join(SEQUENCE_TASKS)}")
         if self.n_train is not None and self.n_train < 1:
             raise ConfigError("n_train must be positive (or None for infinite data)")
+        if self.batch_size is None and self.n_train is None:
+            raise ConfigError("full-batch training needs a finite training set (n_train)")
 
     def make_task(self):
         return SEQUENCE_TASKS[self.task]()
@@ -113,8 +115,12 @@ def train_sequence(cfg: SequenceConfig, runs_dir=None, progress: bool = True, co
     rows = []
     for step in tqdm(range(cfg.steps + 1), desc=cfg.name, unit="step", disable=not progress):
         rng = np.random.default_rng([cfg.seed, 3, step])
-        batch = (train_set[torch.from_numpy(rng.integers(0, cfg.n_train, cfg.batch_size)).to(dev)] if train_set is not None
-                 else task.sample(rng, cfg.batch_size).to(dev))
+        if train_set is None:
+            batch = task.sample(rng, cfg.batch_size).to(dev)
+        elif cfg.batch_size is None:
+            batch = train_set
+        else:
+            batch = train_set[torch.from_numpy(rng.integers(0, cfg.n_train, cfg.batch_size)).to(dev)]
         if step % cfg.log_every == 0 or step == cfg.steps:
             with torch.no_grad():
                 row = {"step": step}

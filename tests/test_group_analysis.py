@@ -5,6 +5,7 @@ import torch
 from grokinterp.analysis.cosets import cluster_cosets, coset_scores, random_expectation
 from grokinterp.analysis.representations import (
     fixed_dimensions,
+    irrep_column_ranks,
     irrep_shares,
     isotypic_projectors,
     logit_irrep_cosines,
@@ -96,15 +97,54 @@ def test_fixed_dimensions_match_reference(S5):
 
 
 def test_stabilising_subgroups_of_s5_irreps(S5):
-    """The largest subgroups fixing a vector: S4 (a point stabiliser) for the standard irrep, A4 for
-    standard x sign, F20 for one 5-dimensional irrep and D6 for the other; none is S5 itself."""
+    """The largest stabilisers of a vector: S4 (a point stabiliser) for the standard irrep, A4 for
+    standard x sign, F20 for one 5-dimensional irrep and D6 for the other; none is S5 itself (so the
+    trivial irrep, which S5 fixes, has none)."""
     names = S5.irrep_names
-    largest = {n: stabilising_subgroups(S5, i)[0][1] for i, n in enumerate(names)}
+    assert stabilising_subgroups(S5, names.index("trivial")) == []
+    largest = {n: stabilising_subgroups(S5, i)[0][1] for i, n in enumerate(names) if n != "trivial"}
     assert largest["standard"] == "S4" and largest["standard x sign"] == "A4" and largest["sign"] == "A5"
     assert {largest["dim5a"], largest["dim5b"]} == {"F20", "D6"}
     d5 = [t for t in stabilising_subgroups(S5, names.index("dim5a")) if t[1] == "D5"]
     assert d5 and d5[0][3] == 1
     assert all(t[2] < 120 for i in range(len(names)) for t in stabilising_subgroups(S5, i))
+
+
+def test_exact_stabilisers_separate_d5_from_f20(S5):
+    """D5 fixes a line in both 5-dimensional irreps; where F20 fixes it too, the line's stabiliser is
+    F20, so D5 is the exact stabiliser of a vector in one 5-dimensional irrep only."""
+    names = S5.irrep_names
+    holds = lambda name: {n for i, n in enumerate(names) if any(t[1] == name for t in stabilising_subgroups(S5, i))}  # noqa: E731
+    assert holds("D5") == {"dim5a"} and holds("F20") == {"dim5b"}
+    assert holds("S4") == {"standard"} and holds("A5") == {"sign"} and holds("1") == set()
+
+
+def _subgroup(group, name):
+    return next(s for s in group.subgroups if s.name == name and s.class_id == min(t.class_id for t in group.subgroups if t.name == name))
+
+
+@pytest.mark.parametrize("irrep, which", [("dim5a", "D5"), ("standard x sign", "A4"), ("standard", "S4"), ("dim6a", "C5")])
+def test_one_column_of_an_irrep_shows_the_cosets_of_its_stabiliser(S5, irrep, which):
+    """The chi-part of the indicator functions of H's left cosets is an embedding in chi alone that is
+    constant on those cosets and uses as many columns of rho as H fixes dimensions (here 1 or 2)."""
+    k, h = S5.irrep_names.index(irrep), _subgroup(S5, which)
+    gen = torch.Generator().manual_seed(0)
+    indicators = torch.nn.functional.one_hot(torch.as_tensor(S5.coset_labels(h.elements, "left"))).double()
+    E = isotypic_projectors(S5)[k] @ indicators @ torch.randn(indicators.shape[1], 32, generator=gen, dtype=torch.float64)
+    E = E / E.norm() * 10 + 0.01 * torch.randn(E.shape, generator=gen, dtype=torch.float64)
+    cs = coset_scores(E[None], S5)
+    assert S5.subgroups[cs.best().subgroup] == h and cs.best().side == "left" and cs.scores[0].max() > 0.95
+    assert irrep_shares(E[None], S5)[0, k].item() > 0.99
+    fixed = fixed_dimensions(S5, h.elements)[k]
+    assert 0.85 < irrep_column_ranks(E[None], S5)[0, k].item() < fixed + 0.15  # exactly 1 where H fixes a line
+
+
+def test_a_generic_embedding_uses_every_column(S5):
+    E = torch.randn(120, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cols = irrep_column_ranks(E[None], S5)[0]
+    dims = torch.tensor(S5.character_table[:, 0].real)
+    assert torch.all(cols[1:] > 0.7 * dims[1:]) and torch.all(cols <= dims + 1e-9)
+    assert cols[0] == 0  # the trivial part of a centred embedding vanishes
 
 
 def test_tsne_is_deterministic_for_a_seed():

@@ -96,3 +96,28 @@ def test_sequence_training_and_phases_command(tmp_path, capsys):
     row = read_metrics(tmp_path / "repeat-1l" / "metrics.csv", fields=None)[-1]
     assert row["induction_best0"] >= row["induction_head0"] and 1 <= row["induction_offset0"] <= 16
     assert main(["fourier", "--run", "repeat-1l", "--runs-dir", str(tmp_path)]) == 1  # a sequence run is not a table run
+
+
+def test_full_batch_sequence_training_steps_on_the_whole_training_set(tmp_path, capsys):
+    from grokinterp.models import build_model
+    from grokinterp.sequence_training import SEQUENCE_PRESETS, load_sequence_model
+
+    assert main(["train", "--run", "add5-finite", "--n-train", "48", "--full-batch", "--steps", "3", "--name", "fb",
+                 "--runs-dir", str(tmp_path), "--no-progress"]) == 0
+    cfg = SEQUENCE_PRESETS["add5-finite"]
+    task = cfg.make_task()
+    model = build_model(cfg.model, task.d_vocab, task.d_vocab, task.n_ctx, seed=cfg.seed)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, betas=(0.9, 0.98))
+    train_set = task.sample(np.random.default_rng([cfg.seed, 1]), 48)
+    for _ in range(3):
+        opt.zero_grad()
+        per_token_losses(task, model(train_set[:, : task.n_ctx]), train_set).mean().backward()
+        opt.step()
+    _, _, trained = load_sequence_model(tmp_path / "fb")
+    for (name, a), b in zip(model.named_parameters(), trained.parameters()):
+        torch.testing.assert_close(a, b, msg=name)
+    capsys.readouterr()
+    assert main(["train", "--run", "add5", "--full-batch", "--steps", "3", "--runs-dir", str(tmp_path), "--no-progress"]) != 0
+    assert "finite training set" in capsys.readouterr().err

@@ -80,3 +80,24 @@ def test_s5_analyses_survive_float16(s5):
         np.testing.assert_allclose(cs.scores[0], cs.scores[1], atol=0.01)
         shares = irrep_shares(X, G).numpy()
         np.testing.assert_allclose(shares[0], shares[1], atol=0.005)
+
+
+def test_s5_group_reports(s5, capsys):
+    """`reps` and `cosets` on the shipped S5 run: the embedding lives in one irrep and uses all of its
+    columns; the best W_E coset class is the exact stabiliser of a vector of that irrep."""
+    import json
+
+    from grokinterp.cli import main
+
+    args = ["--run", "s5", "--runs-dir", str(SHIPPED), "--no-figures", "--json"]
+    assert main(["reps", *args]) == 0
+    reps = json.loads(capsys.readouterr().out)
+    k = int(np.argmax(reps["share_W_E"]))
+    assert reps["share_W_E"][k] > 0.9 and sum(reps["share_W_E"]) == pytest.approx(1.0)
+    assert 0.9 * reps["dims"][k] < reps["columns_used_W_E"][k] <= reps["dims"][k] + 1e-6
+    assert all(0 <= c <= d + 1e-6 for c, d in zip(reps["columns_used_W_U"], reps["dims"]))
+    assert main(["cosets", *args, "--matrix", "W_E"]) == 0
+    cos = json.loads(capsys.readouterr().out)
+    dominant = cos["dominant_irrep"]
+    assert dominant["name"] == reps["irreps"][k] and dominant["columns_used"] == pytest.approx(reps["columns_used_W_E"][k], rel=1e-3)
+    assert cos["best"]["class_id"] in [s["class_id"] for s in dominant["stabilising_subgroups"]]

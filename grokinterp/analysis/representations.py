@@ -61,12 +61,41 @@ def fixed_dimensions(group: FiniteGroup, subgroup_elements) -> np.ndarray:
 
 
 def stabilising_subgroups(group: FiniteGroup, irrep: int) -> list[tuple[int, str, int, int]]:
-    """Proper subgroup classes that fix a vector of irrep ``irrep``: (class_id, name, order, fixed dims),
-    largest first. An embedding built from that irrep can be constant on cosets only of these."""
+    """Proper nontrivial subgroup classes that are the exact stabiliser of a vector of irrep ``irrep``:
+    (class_id, name, order, dims fixed), largest first.
+
+    H is the stabiliser of some vector iff it fixes a vector and every larger subgroup fixes fewer
+    dimensions (then a generic vector of Fix(H) lies outside the smaller Fix(K)). The orbit of a
+    vector with stabiliser H is in bijection with the left cosets gH, so an embedding built from
+    one such vector is constant on exactly those cosets.
+    """
+    fixed = {h.elements: int(round(fixed_dimensions(group, h.elements)[irrep])) for h in group.subgroups}
     out = []
     for cls in group.subgroup_classes():
         h = cls[0]
-        d = int(round(fixed_dimensions(group, h.elements)[irrep]))
-        if d > 0 and h.order < group.n:
+        d, members = fixed[h.elements], set(h.elements)
+        if d == 0 or h.order in (1, group.n):
+            continue
+        larger = (k for k in group.subgroups if k.order > h.order and members.issubset(k.elements))
+        if all(fixed[k.elements] < d for k in larger):
             out.append((h.class_id, h.name, h.order, d))
     return sorted(out, key=lambda t: (-t[2], -t[3], t[0]))
+
+
+def irrep_column_ranks(E: Float[Tensor, "S n d"], group: FiniteGroup) -> Float[Tensor, "S k"]:
+    """How many columns of rho(g) each irrep's part of E uses: the participation-ratio rank of
+    P_chi E divided by d_chi (0 where the part vanishes).
+
+    Rows of the chi-part are E_g = sum_ij rho(g)_ij M_ij; using c of the d_chi columns (M_ij = 0
+    outside them) gives rank c * d_chi. A generic embedding uses all d_chi columns; one that is
+    constant on the left cosets of H uses at most the dims H fixes in chi (Frobenius reciprocity),
+    so coset structure needs a rank below d_chi.
+    """
+    scale = E.double().pow(2).sum((-2, -1))  # before centring: a constant E centres to rounding noise
+    E = E.double() - E.double().mean(-2, keepdim=True)
+    P = isotypic_projectors(group)
+    dims = torch.tensor(group.character_table[:, 0].real)
+    sv2 = torch.linalg.svdvals(torch.einsum("kxy,syd->skxd", P, E)).pow(2)  # (S, k, min(n, d))
+    pr = sv2.sum(-1).pow(2) / sv2.pow(2).sum(-1).clamp_min(1e-300)
+    pr = torch.where(sv2.sum(-1) > 1e-20 * scale[:, None], pr, torch.zeros_like(pr))
+    return pr / dims
