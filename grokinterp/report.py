@@ -213,6 +213,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     names = group.irrep_names
     top_irrep = int(np.argmax(shares))
     stabilisers = stabilising_subgroups(group, top_irrep)
+    is_stabiliser = h.class_id in {c for c, *_ in stabilisers}
     columns = irrep_column_ranks(X[-1:], group)[0].numpy()
     dims = group.character_table[:, 0].real.round().astype(int)
     best_steps = [cs.best_index(s) for s in range(len(steps))]
@@ -231,7 +232,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "irreps": {"names": names, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
         "dominant_irrep": {"name": names[top_irrep], "share": float(shares[top_irrep]),
                            "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
-                           "best_class_fixes_it": bool(fixed[top_irrep] > 0),
+                           "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
         "structure_forms_at_step": formed,
         "best_score_over_training": best_score.tolist(),
@@ -250,7 +251,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(names, fixed)),
         f"  {matrix} is {shares[top_irrep]:.0%} in {names[top_irrep]}, whose vectors have the stabilisers (largest first) "
         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
-        + f": the cosets it can show; {h.name} {'is' if fixed[top_irrep] > 0 else 'is not'} among them",
+        + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them",
         f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (cosets of H need at most the dims H "
         "fixes; all columns: no coset structure)",
     ]

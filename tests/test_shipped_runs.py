@@ -100,4 +100,4 @@ def test_s5_group_reports(s5, capsys):
     cos = json.loads(capsys.readouterr().out)
     dominant = cos["dominant_irrep"]
     assert dominant["name"] == reps["irreps"][k] and dominant["columns_used"] == pytest.approx(reps["columns_used_W_E"][k], rel=1e-3)
-    assert cos["best"]["class_id"] in [s["class_id"] for s in dominant["stabilising_subgroups"]]
+    assert dominant["best_class_is_a_stabiliser"] and cos["best"]["class_id"] in [s["class_id"] for s in dominant["stabilising_subgroups"]]
