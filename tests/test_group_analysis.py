@@ -21,6 +21,11 @@ def S5():
     return FiniteGroup.symmetric(5)
 
 
+def _subgroup(group, name):
+    """The first subgroup of the first conjugacy class with that isomorphism type."""
+    return next(s for s in group.subgroups if s.name == name and s.class_id == min(t.class_id for t in group.subgroups if t.name == name))
+
+
 def planted(group, members, side, noise=0.3, d=32, seed=0):
     """Rows = the centre of the element's coset (left or right) + Gaussian noise."""
     rng = np.random.default_rng(seed)
@@ -32,7 +37,7 @@ def planted(group, members, side, noise=0.3, d=32, seed=0):
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("which", ["D5", "S4", "A4", "C5"])
 def test_planted_cosets_are_scored_best(S5, side, which):
-    h = next(s for s in S5.subgroups if s.name == which and s.class_id == min(t.class_id for t in S5.subgroups if t.name == which))
+    h = _subgroup(S5, which)
     X, _ = planted(S5, h.elements, side)
     cs = coset_scores(X[None], S5)
     best = cs.best()
@@ -119,14 +124,11 @@ def test_exact_stabilisers_separate_d5_from_f20(S5):
     assert holds("S4") == {"standard"} and holds("A5") == {"sign"} and holds("1") == set()
 
 
-def _subgroup(group, name):
-    return next(s for s in group.subgroups if s.name == name and s.class_id == min(t.class_id for t in group.subgroups if t.name == name))
-
-
 @pytest.mark.parametrize("irrep, which", [("dim5a", "D5"), ("standard x sign", "A4"), ("standard", "S4"), ("dim6a", "C5")])
 def test_one_column_of_an_irrep_shows_the_cosets_of_its_stabiliser(S5, irrep, which):
     """The chi-part of the indicator functions of H's left cosets is an embedding in chi alone that is
-    constant on those cosets and uses as many columns of rho as H fixes dimensions (here 1 or 2)."""
+    constant on those cosets and uses at most as many columns of rho as H fixes dimensions (one, where
+    H fixes a line)."""
     k, h = S5.irrep_names.index(irrep), _subgroup(S5, which)
     gen = torch.Generator().manual_seed(0)
     indicators = torch.nn.functional.one_hot(torch.as_tensor(S5.coset_labels(h.elements, "left"))).double()
