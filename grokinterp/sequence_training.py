@@ -55,8 +55,8 @@ class SequenceConfig:
 
 SEQUENCE_PRESETS = {
     "add5": SequenceConfig("add5", description="5-digit addition, infinite data, 1 layer (per-digit phase changes)"),
-    "add5-finite": SequenceConfig("add5-finite", n_train=400, batch_size=64, wd=1.0, steps=30000, log_every=50, checkpoint_every=1000,
-                                  description="5-digit addition on 400 fixed examples, batch 64, wd 1 (groks at ~29k steps)"),
+    "add5-finite": SequenceConfig("add5-finite", n_train=400, batch_size=64, wd=1.0, steps=50000, log_every=50, checkpoint_every=1000,
+                                  description="5-digit addition on 400 fixed examples, batch 64, wd 1 (groks at 29k-49k steps)"),
     "repeat-2l": SequenceConfig("repeat-2l", task="repeat", model="attn-2l", batch_size=128, lr=3e-3, steps=1500, wd=0.1, log_every=50,
                                 description="repeated subsequence, 2-layer attention-only, infinite data (phase change)"),
     "repeat-1l": SequenceConfig("repeat-1l", task="repeat", model="attn-1l", batch_size=128, lr=3e-3, steps=1500, wd=0.1, log_every=50,
