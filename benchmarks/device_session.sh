@@ -5,7 +5,7 @@
 # pack part bundles the run folders (without weights, except the final S5 checkpoints) into $OUT.
 #
 #   OUT=/tmp/out bash benchmarks/device_session.sh [PART ...]
-#   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long (default: all but s5long)
+#   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long s5post (default: all but s5long, s5post)
 #
 # Needs python3 with torch; TransformerLens and its missing dependencies can come as wheels
 # (docs/benchmarks.md says how).
@@ -33,17 +33,20 @@ sequences() { timeout 70 "${GI[@]}" train --run add5-finite --steps 20000 --no-p
               timeout 30 "${GI[@]}" train --run repeat-2l-finite --no-progress --runs-dir "$RUNS"; }
 # Figure 2 right: best validation accuracy per operation (with fig1's two).
 ops() { timeout 120 "${GI[@]}" sweep --name ops --tasks sub,div,sq_sum,cube_xy,s5_conj --seeds 0 --steps 5000 --weights-every 5000 "${SWEEP[@]}" | tail -32; }
-# Issue 4: Power et al.'s 1e5-step budget on S5 (50% data, seeds 0-2, weight decay 1 and 2), weights every
-# 10k steps, to see whether long weight decay leaves output weights that cluster into cosets. One tar per
-# run (metrics, config, weights at 10k, 20k, 40k, 60k, 80k and 100k steps) comes back in $OUT.
-s5long() {
-  ( while sleep 60; do tail -qn1 "$RUNS"/s5long/*_s0_*/metrics.csv 2>/dev/null; done ) & local monitor=$!
-  timeout 450 "${GI[@]}" sweep --name s5long --tasks s5_mul --fracs 0.5 --seeds 0,1,2 --wds 1,2 --steps 100000 \
-    --checkpoint-every 500 --weights-every 10000 --model power-2l --batch-sizes 512 --checkpoint-dtype float16 \
+# Issue 4: Power et al.'s 1e5-step budget on S5 (50% data, seeds 0-2), weights every 10k steps, to see
+# whether long weight decay leaves output weights that cluster into cosets: s5long with power-2l at weight
+# decay 1 and 2, s5post with Power's own block (power-2l-post) at 1. One tar per run (metrics, config,
+# weights at steps 0, 10k, 20k, 40k, 60k, 80k and 100k) comes back in $OUT.
+_s5long() {  # sweep name, model, weight decays, time limit (s)
+  ( while sleep 60; do tail -qn1 "$RUNS/$1"/*_s0_*/metrics.csv 2>/dev/null; done ) & local monitor=$!
+  timeout "$4" "${GI[@]}" sweep --name "$1" --model "$2" --wds "$3" --tasks s5_mul --fracs 0.5 --seeds 0,1,2 --steps 100000 \
+    --checkpoint-every 500 --weights-every 10000 --batch-sizes 512 --checkpoint-dtype float16 \
     --max-ensemble 64 --no-figures --runs-dir "$RUNS" | tail -20
   kill $monitor
-  (cd "$RUNS/s5long" && for d in */; do
+  (cd "$RUNS/$1" && for d in */; do
      tar cf "$OUT/${d%/}.tar" --exclude=state.safetensors --exclude='step_000[3579]0000.safetensors' "$d"; done); ls -la "$OUT"; }
+s5long() { _s5long s5long power-2l 1,2 450; }
+s5post() { _s5long s5post power-2l-post 1 270; }
 pack() {
   (cd "$RUNS" && tar czf "$OUT/runs_meta.tgz" --exclude='*.safetensors' . &&
    for half in "0.3 0.4 0.5" "0.6 0.7 0.8"; do

@@ -9,6 +9,9 @@ the loss needs:
 - layer 0 reads token + position embeddings, so its LayerNorm and Q/K/V projections are computed
   once per (token, position) on the d_vocab x n_ctx table and gathered per example;
 - the last layer's queries, MLP and unembedding run only at the final (``=``) position.
+
+With ``spec.post_ln`` (Power et al.'s code) each LayerNorm follows its residual add instead of
+preceding its sublayer, and there is no final LayerNorm.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def forward(
     """
     E, B, T = tokens.shape
     ln = spec.normalization_type is not None
+    pre_ln, post_ln = ln and not spec.post_ln, ln and spec.post_ln
     table = params["embed.W_E"][:, :, None, :] + params["pos_embed.W_pos"][:, None, :T, :]  # (E, V, T, d)
     resid = _gather(table, tokens)  # (E, B, T, d)
     for layer in range(spec.n_layers):
@@ -68,7 +72,7 @@ def forward(
         last = layer == spec.n_layers - 1
         qpos = slice(T - 1, T) if last else slice(0, T)
         src = table if layer == 0 else resid  # layer 0: project the (token, position) table once
-        h = layer_norm(src, p("ln1.w"), p("ln1.b")) if ln else src
+        h = layer_norm(src, p("ln1.w"), p("ln1.b")) if pre_ln else src
         q, k, v = (_project(x, p(f"attn.W_{n}"), p(f"attn.b_{n}")) for x, n in ((h[:, :, qpos], "Q"), (h, "K"), (h, "V")))
         if layer == 0:
             q, k, v = _gather(q, tokens[:, :, qpos]), _gather(k, tokens), _gather(v, tokens)
@@ -80,15 +84,19 @@ def forward(
         z = (scores.softmax(3)[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
         attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
         resid = resid[:, :, qpos] + (dropout(attn_out) if dropout else attn_out)
+        if post_ln:
+            resid = layer_norm(resid, p("ln1.w"), p("ln1.b"))
         if not spec.attn_only:
-            h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if ln else resid
+            h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if pre_ln else resid
             post = (torch.einsum("ebqm,emn->ebqn", h, p("mlp.W_in")) + p("mlp.b_in")[:, None, None]).relu()
             if cache is not None and last:
                 cache["mlp_post"] = post[:, :, -1]
             mlp_out = torch.einsum("ebqn,enm->ebqm", post, p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
             resid = resid + (dropout(mlp_out) if dropout else mlp_out)
+            if post_ln:
+                resid = layer_norm(resid, p("ln2.w"), p("ln2.b"))
     final = resid[:, :, -1]
-    if ln:
+    if pre_ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])
     return torch.einsum("ebm,emv->ebv", final, params["unembed.W_U"]) + params["unembed.b_U"][:, None]
 

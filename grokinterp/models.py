@@ -9,6 +9,13 @@ d_mlp 512 (393k non-embedding parameters), biases frozen at zero. We use Transfo
 pre-LayerNorm blocks and learned positions (Power's code: post-LN, fixed sinusoidal positions).
 Inputs are the 4 tokens ``x op y =``; the answer is read at ``=``.
 
+``power-2l-post``: Power et al.'s own block, from their public code: post-LayerNorm blocks
+(``x = LN(x + attn(x)); x = LN(x + mlp(x))``, no final LayerNorm), fixed sinusoidal positions and
+PyTorch's default initialisation (embeddings N(0, 1), linear weights U(+-1/sqrt(fan_in))). Same
+parameter names and shapes as ``power-2l`` (less ``ln_final``); HookedTransformer cannot express
+post-LN blocks, so its runs have no ``run.model()``; the weight-based analyses and the engine
+forward work on them.
+
 ``tiny-1l``: nanda-1l at d_model 64, 4 heads of 16, d_mlp 256, for tests and quick experiments.
 
 ``add5-1l`` (1 layer, d_model 128, 4 heads, d_mlp 512) and the attention-only, pre-LN ``attn-1l`` /
@@ -31,6 +38,9 @@ class ModelSpec:
     op_token: bool
     attn_only: bool = False
     act_fn: str = "relu"
+    post_ln: bool = False  # Power et al.'s code: LayerNorm after each residual add, none before the unembedding
+    sinusoidal_positions: bool = False  # fixed (untrained) sinusoidal W_pos, as in Power et al.'s code
+    torch_init: bool = False  # PyTorch's default init instead of TransformerLens'
 
     @property
     def d_head(self) -> int:
@@ -40,6 +50,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "nanda-1l": ModelSpec(1, 128, 4, 512, None, op_token=False),
     "power-2l": ModelSpec(2, 128, 4, 512, "LN", op_token=True),
+    "power-2l-post": ModelSpec(2, 128, 4, 512, "LN", op_token=True, post_ln=True, sinusoidal_positions=True,
+                               torch_init=True),
     "tiny-1l": ModelSpec(1, 64, 4, 256, None, op_token=False),
     # phase-change models (Nanda's grokking analysis): sequence tasks, all positions predicted
     "add5-1l": ModelSpec(1, 128, 4, 512, None, op_token=False),
@@ -63,6 +75,9 @@ def hooked_config(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: 
     from transformer_lens import HookedTransformerConfig
 
     spec = model_spec(model)
+    if spec.post_ln:
+        raise ModelError(f"model {model!r} has post-LayerNorm blocks, which HookedTransformer cannot express; "
+                         "use the weights (run.weights, run.stacked_weights) and the analyses instead")
     return HookedTransformerConfig(
         n_layers=spec.n_layers,
         d_model=spec.d_model,
@@ -108,7 +123,7 @@ def parameter_shapes(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int) -> 
                        b + "attn.W_K": (H, d, dh), b + "attn.W_V": (H, d, dh), b + "attn.b_K": (H, dh), b + "attn.b_V": (H, dh)})
         if not s.attn_only:
             shapes.update({b + "mlp.W_in": (d, s.d_mlp), b + "mlp.b_in": (s.d_mlp,), b + "mlp.W_out": (s.d_mlp, d), b + "mlp.b_out": (d,)})
-    if s.normalization_type:
+    if s.normalization_type and not s.post_ln:
         shapes.update({"ln_final.w": (d,), "ln_final.b": (d,)})
     shapes.update({"unembed.W_U": (d, d_vocab_out), "unembed.b_U": (d_vocab_out,)})
     return shapes
@@ -120,25 +135,49 @@ def init_params(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: in
     TransformerLens' "gpt2" init: after ``torch.manual_seed(seed)`` every ``W_*`` matrix, in
     ``named_parameters()`` order, is drawn from N(0, (0.8 / sqrt(d_model))^2) on the CPU; LayerNorm
     weights are 1 and all biases 0. A test checks the result equals ``build_model``'s exactly.
+    With ``torch_init`` (Power et al.'s code): ``W_E`` from N(0, 1) (``nn.Embedding``), every other
+    matrix from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (``nn.Linear``; fan_in is d_model, or d_mlp for
+    ``W_out``). ``sinusoidal_positions`` sets ``W_pos`` to ``sinusoidal_positions(n_ctx, d_model)``.
     """
     import torch
 
-    std = 0.8 / math.sqrt(model_spec(model).d_model)
+    spec = model_spec(model)
+    std = 0.8 / math.sqrt(spec.d_model)
     gen = torch.Generator().manual_seed(seed)
     params = {}
     for name, shape in parameter_shapes(model, d_vocab, d_vocab_out, n_ctx).items():
         leaf = name.rsplit(".", 1)[-1]
-        if leaf.startswith("W_"):
+        if leaf == "W_pos" and spec.sinusoidal_positions:
+            params[name] = sinusoidal_positions(n_ctx, spec.d_model)
+        elif leaf.startswith("W_") and spec.torch_init:
+            if leaf == "W_E":
+                params[name] = torch.empty(shape).normal_(0.0, 1.0, generator=gen)
+            else:
+                bound = 1 / math.sqrt(spec.d_mlp if leaf == "W_out" else spec.d_model)
+                params[name] = torch.empty(shape).uniform_(-bound, bound, generator=gen)
+        elif leaf.startswith("W_"):
             params[name] = torch.empty(shape).normal_(0.0, std, generator=gen)
         else:
             params[name] = torch.ones(shape) if leaf == "w" else torch.zeros(shape)
     return params
 
 
-def is_trainable(name: str) -> bool:
-    """Biases of attention, MLP and unembedding stay frozen at zero (as in both papers' code)."""
+def sinusoidal_positions(n_ctx: int, d_model: int):
+    """(n_ctx, d_model) position code of Power et al.'s code (Vaswani et al.): sin(pos / 10000^(i/d)) at
+    even i, cos(pos / 10000^((i-1)/d)) at odd i."""
+    import torch
+
+    pos = torch.arange(n_ctx, dtype=torch.float64)[:, None]
+    i = torch.arange(d_model)
+    angle = pos / 10000 ** ((i - i % 2) / d_model)
+    return torch.where(i % 2 == 0, angle.sin(), angle.cos()).float()
+
+
+def is_trainable(name: str, spec: ModelSpec | None = None) -> bool:
+    """Biases of attention, MLP and unembedding stay frozen at zero (as in both papers' code); so do
+    sinusoidal positions."""
     leaf = name.rsplit(".", 1)[-1]
-    return not leaf.startswith("b_")
+    return not leaf.startswith("b_") and not (leaf == "W_pos" and spec is not None and spec.sinusoidal_positions)
 
 
 def non_embedding_parameters(ht) -> int:

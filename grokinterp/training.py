@@ -161,7 +161,7 @@ def train(
     for path, record in budget_updates:
         atomic_write_json(path, record)
     stacked = _stack(params, dev)
-    trainable = {n: p.requires_grad_(True) for n, p in stacked.items() if is_trainable(n)}
+    trainable = {n: p.requires_grad_(True) for n, p in stacked.items() if is_trainable(n, spec)}
     opt = _optimizer(members, trainable, task, dev)
     if resume:
         for key in opt.state:

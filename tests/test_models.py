@@ -14,13 +14,16 @@ def test_parameter_counts():
     assert all(not p.requires_grad for n, p in power.named_parameters() if n.rsplit(".", 1)[-1].startswith("b_"))
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+HOOKED = [n for n, s in MODELS.items() if not s.post_ln]  # HookedTransformer has no post-LN blocks
+
+
+@pytest.mark.parametrize("name", HOOKED)
 def test_parameter_shapes_match_hooked_transformer(name):
     ht = build_model(name, 15, 13, 5, seed=0)
     assert list(parameter_shapes(name, 15, 13, 5).items()) == [(n, tuple(p.shape)) for n, p in ht.named_parameters()]
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", HOOKED)
 def test_init_params_equal_hooked_transformer_init(name):
     ht = build_model(name, 15, 13, 5, seed=3)
     ours = init_params(name, 15, 13, 5, seed=3)
@@ -59,6 +62,62 @@ def test_fast_forward_matches_hooked_transformer(name, V, T, device):
     per_example_loss(ours[None], labels[None]).mean().backward()
     for n, p in ht.named_parameters():
         torch.testing.assert_close(params[n].grad[0], p.grad, rtol=1e-3, atol=1e-6, msg=n)
+
+
+def _power_reference_logits(params: dict, tokens, n_layers: int, d_head: int):
+    """Power et al.'s block written out plainly: all positions, causal mask, LayerNorm after each add."""
+    import torch.nn.functional as F
+
+    T = tokens.shape[1]
+    x = params["embed.W_E"][tokens] + params["pos_embed.W_pos"][:T]
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for i in range(n_layers):
+        p = lambda k: params[f"blocks.{i}.{k}"]  # noqa: E731
+        q, k, v = (torch.einsum("btd,hdk->bhtk", x, p(f"attn.W_{n}")) + p(f"attn.b_{n}")[:, None] for n in "QKV")
+        att = (q @ k.transpose(-1, -2) / d_head**0.5).masked_fill(mask, float("-inf")).softmax(-1)
+        x = F.layer_norm(x + torch.einsum("bhtk,hkd->btd", att @ v, p("attn.W_O")) + p("attn.b_O"), x.shape[-1:], p("ln1.w"), p("ln1.b"))
+        mlp = (x @ p("mlp.W_in") + p("mlp.b_in")).relu() @ p("mlp.W_out") + p("mlp.b_out")
+        x = F.layer_norm(x + mlp, x.shape[-1:], p("ln2.w"), p("ln2.b"))
+    return x[:, -1] @ params["unembed.W_U"] + params["unembed.b_U"]
+
+
+def test_post_ln_forward_matches_a_plain_implementation():
+    """power-2l-post: the engine's reordered forward equals Power et al.'s block, logits and gradients."""
+    torch.manual_seed(0)
+    V, T, spec = 20, 4, model_spec("power-2l-post")
+    ref = {n: (w + torch.randn_like(w) * 0.1).requires_grad_(True) for n, w in init_params("power-2l-post", V, V - 2, T, seed=1).items()}
+    ours = {n: w.detach()[None].clone().requires_grad_(True) for n, w in ref.items()}
+    tokens = torch.randint(0, V, (64, T))
+    labels = torch.randint(0, V - 2, (64,))
+    expected = _power_reference_logits(ref, tokens, spec.n_layers, spec.d_head)
+    got = forward(ours, tokens[None], spec)[0]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    per_example_loss(expected[None], labels[None]).mean().backward()
+    per_example_loss(got[None], labels[None]).mean().backward()
+    for n, w in ref.items():
+        torch.testing.assert_close(ours[n].grad[0], w.grad, rtol=1e-3, atol=1e-6, msg=n)
+
+
+def test_power_post_init_and_frozen_positions():
+    """PyTorch default init (nn.Embedding N(0,1), nn.Linear U(+-1/sqrt(fan_in))) and fixed sinusoidal positions."""
+    import math
+
+    from grokinterp.models import is_trainable, sinusoidal_positions
+
+    spec = model_spec("power-2l-post")
+    w = init_params("power-2l-post", 122, 120, 4, seed=0)
+    assert "ln_final.w" not in w and "ln_final.w" in init_params("power-2l", 122, 120, 4, seed=0)
+    assert abs(w["embed.W_E"].std().item() - 1) < 0.02
+    for name, fan_in in [("blocks.0.attn.W_Q", 128), ("blocks.1.mlp.W_in", 128), ("blocks.1.mlp.W_out", 512), ("unembed.W_U", 128)]:
+        bound = 1 / math.sqrt(fan_in)
+        assert w[name].abs().max() <= bound and abs(w[name].std().item() - bound / math.sqrt(3)) < 0.05 * bound, name
+    pe = w["pos_embed.W_pos"]
+    assert torch.equal(pe, sinusoidal_positions(4, 128))
+    torch.testing.assert_close(pe[1, :2], torch.tensor([math.sin(1), math.cos(1)]))
+    torch.testing.assert_close(pe[3, 2:4], torch.tensor([math.sin(3 / 10000 ** (2 / 128)), math.cos(3 / 10000 ** (2 / 128))]))
+    assert not is_trainable("pos_embed.W_pos", spec) and is_trainable("pos_embed.W_pos", model_spec("power-2l"))
+    with pytest.raises(ModelError, match="post-LayerNorm"):
+        build_model("power-2l-post", 122, 120, 4, seed=0)
 
 
 def test_adamw_matches_torch():

@@ -40,6 +40,21 @@ def small(name, **kw):
     return gi.preset("tiny23").replace(name=name, steps=120, checkpoint_every=20, **kw)
 
 
+def test_post_ln_run_trains_with_fixed_positions(tmp_path):
+    """power-2l-post trains; its sinusoidal positions stay put; run.model() says why there is none."""
+    from grokinterp.models import ModelError
+
+    cfg = small("post", model="power-2l-post").replace(steps=40)
+    gi.train(cfg, runs_dir=tmp_path, progress=False)
+    run = gi.load_run("post", tmp_path)
+    first, last = run.weights(0), run.weights()
+    assert torch.equal(first["pos_embed.W_pos"], last["pos_embed.W_pos"])
+    assert not torch.equal(first["embed.W_E"], last["embed.W_E"]) and not torch.equal(first["blocks.1.ln2.w"], last["blocks.1.ln2.w"])
+    assert run.metrics["train_loss"][-1] < run.metrics["train_loss"][0]
+    with pytest.raises(ModelError, match="HookedTransformer cannot express"):
+        run.model()
+
+
 def test_same_config_gives_identical_metrics(tmp_path):
     gi.train(small("a"), runs_dir=tmp_path, progress=False)
     gi.train(small("b"), runs_dir=tmp_path, progress=False)

@@ -33,9 +33,9 @@ def gini(c: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
     return ((2 * i - n - 1) * c).sum(-1) / (n * c.sum(-1).clamp_min(1e-30))
 
 
-def sum_squared_weights(weights: dict) -> Float[Tensor, "S"]:
+def sum_squared_weights(weights: dict, spec: ModelSpec | None = None) -> Float[Tensor, "S"]:
     """Total sum of squared trainable parameters per checkpoint."""
-    return sum(v.double().pow(2).flatten(1).sum(1) for k, v in weights.items() if is_trainable(k))
+    return sum(v.double().pow(2).flatten(1).sum(1) for k, v in weights.items() if is_trainable(k, spec))
 
 
 def restricted_and_excluded_loss(logits: Float[Tensor, "S N n"], labels: Tensor, directions: Float[Tensor, "D N"],
@@ -107,6 +107,6 @@ def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_m
         key_frequencies=list(key_freqs),
         gini_embedding=gini(embedding_spectrum(weights, task.p)).numpy(),
         gini_logit_map=gini(logit_map_spectrum(weights)).numpy(),
-        sum_squared_weights=sum_squared_weights(weights).numpy(),
+        sum_squared_weights=sum_squared_weights(weights, spec).numpy(),
         **out,
     )
