@@ -181,10 +181,14 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
+COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the matrix clusters into cosets"
+
+
 def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Report:
-    """Best coset partition of an embedding for every checkpoint; direct clustering; link to irreps."""
+    """Best coset partition of an embedding for every checkpoint, against random partitions and the
+    irreps' prediction; direct clustering at every checkpoint; link to irreps."""
     from . import figures as F
-    from .analysis.cosets import cluster_cosets, coset_scores
+    from .analysis.cosets import cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
 
     group = _require_group(run, "cosets")
@@ -200,60 +204,73 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     h = group.subgroups[best.subgroup]
     per_class = sorted(cs.best_per_class(group).items(), key=lambda kv: -kv[1][0])
     others = [(cid, side, sc, p) for (cid, side), (sc, p) in per_class if (cid, side) != (h.class_id, best.side)]
-    top = per_class[:6]
     series = {}
-    for (cid, side), (_, part) in top:
-        col = cs.partitions.index(part)
-        series[f"{group.subgroups[part.subgroup].name} class {cid} ({side})"] = cs.scores[:, col]
+    for (cid, side), (_, part) in per_class[:6]:
+        series[f"{group.subgroups[part.subgroup].name} class {cid} ({side})"] = cs.scores[:, cs.partitions.index(part)]
     b = cs.best_index()
     n_cosets = group.n // h.order
+    null = random_partition_scores(X[-1:], best.labels)[0]
+    z = (cs.scores[-1, b] - null.mean()) / null.std()
+    shares_over_training = irrep_shares(X, group)
+    predicted = irrep_predicted_scores(shares_over_training, group, cs.partitions)
+    best_steps = [cs.best_index(s) for s in range(len(steps))]
+    best_score = np.array([cs.scores[s, i] for s, i in enumerate(best_steps)])
+    # direct clustering at every checkpoint, into as many clusters as that checkpoint's best class has cosets
+    fractions = [cluster_cosets(X[s], group, group.n // group.subgroups[cs.partitions[i].subgroup].order, clusters)["coset_fraction"]
+                 for s, i in enumerate(best_steps)]
     direct = cluster_cosets(X[-1], group, n_cosets, clusters)
+    formed = next((int(steps[s]) for s in range(len(steps)) if fractions[s] >= COSET_CLUSTERS), None)
     fixed = fixed_dimensions(group, h.elements)
-    shares = irrep_shares(X[-1:], group)[0].numpy()
+    shares = shares_over_training[-1].numpy()
+    columns = irrep_column_ranks(X[-1:], group)[0].numpy()
+    dims = group.character_table[:, 0].real.round().astype(int)
     names = group.irrep_names
     top_irrep = int(np.argmax(shares))
     stabilisers = stabilising_subgroups(group, top_irrep)
     is_stabiliser = h.class_id in {c for c, *_ in stabilisers}
-    columns = irrep_column_ranks(X[-1:], group)[0].numpy()
-    dims = group.character_table[:, 0].real.round().astype(int)
-    best_steps = [cs.best_index(s) for s in range(len(steps))]
-    best_score = np.array([cs.scores[s, i] for s, i in enumerate(best_steps)])
-    formed = next((int(steps[i]) for i in range(len(steps)) if best_score[i] > 0.5), None)
     payload = {
         "run": run.name, "matrix": matrix, "step": int(steps[-1]),
         "best": {"subgroup": h.name, "order": h.order, "class_id": h.class_id, "side": best.side,
                  "generators": [run.task.element_names()[g] for g in h.generators], "score": float(cs.scores[-1, b]),
-                 "variance_ratio": float(cs.ratios[-1, b]),
-                 "n_cosets": n_cosets},
-        "random_baseline": {"score": 0.0, "variance_ratio": 1.0},
+                 "variance_ratio": float(cs.ratios[-1, b]), "z_vs_random_partitions": float(z),
+                 "irrep_prediction": float(predicted[-1, b]), "n_cosets": n_cosets},
+        "random_baseline": {"score": 0.0, "variance_ratio": 1.0, "score_mean": float(null.mean()), "score_std": float(null.std()),
+                            "draws": len(null)},
         "per_class": [{"class_id": cid, "side": side, "subgroup": group.subgroups[p.subgroup].name,
-                       "order": group.subgroups[p.subgroup].order, "score": sc} for (cid, side), (sc, p) in per_class],
+                       "order": group.subgroups[p.subgroup].order, "score": sc,
+                       "irrep_prediction": float(predicted[-1, cs.partitions.index(p)])} for (cid, side), (sc, p) in per_class],
         "direct_clustering": {"method": clusters, "k": n_cosets, "coset_fraction": direct["coset_fraction"], "sides": direct["sides"]},
         "irreps": {"names": names, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
         "dominant_irrep": {"name": names[top_irrep], "share": float(shares[top_irrep]),
                            "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
                            "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
+        "clusters_into_cosets": direct["coset_fraction"] >= COSET_CLUSTERS,
         "structure_forms_at_step": formed,
         "best_score_over_training": best_score.tolist(),
         "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
+        "coset_fraction_over_training": fractions,
     }
     used = [n for n, s in zip(names, shares) if s > 0.1]
+    verdict = (f"the {matrix} vectors cluster into the cosets of {h.name}" if payload["clusters_into_cosets"]
+               else f"no coset clusters (fewer than {COSET_CLUSTERS:.0%} of the clusters are cosets)")
     lines = [
         f"{run.name}: coset structure of {matrix} over {len(steps)} checkpoints",
         f"  best at step {steps[-1]:,}: {_subgroup_label(group, best)} generated by "
-        f"{', '.join(payload['best']['generators'])}; score {payload['best']['score']:.3f}, variance ratio "
-        f"{payload['best']['variance_ratio']:.1f} (random partition: 0 and 1)",
+        f"{', '.join(payload['best']['generators'])}; score {payload['best']['score']:.3f} (random partitions of the same sizes: "
+        f"{null.mean():.3f} +- {null.std():.3f}, z = {z:.0f}), variance ratio {payload['best']['variance_ratio']:.1f} (random: 1)",
+        f"  the irrep shares of {matrix} predict {predicted[-1, b]:.3f} for it (each irrep part using all columns of rho alike; "
+        "more means tighter cosets)",
         "  next classes: " + "; ".join(f"{group.subgroups[p.subgroup].name}/{side} {sc:.3f}" for _, side, sc, p in others[:4]),
-        f"  k-means with k = {n_cosets}: {direct['coset_fraction']:.0%} of the clusters are cosets",
-        f"  coset structure (score > 0.5) first at step {formed:,}" if formed is not None else "  no coset structure (score > 0.5) yet",
+        f"  k-means with k = {n_cosets}: {direct['coset_fraction']:.0%} of the clusters are cosets: {verdict}",
+        f"  coset clusters first at step {formed:,}" if formed is not None else "  no coset clusters at any checkpoint",
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(names, fixed)),
         f"  {matrix} is {shares[top_irrep]:.0%} in {names[top_irrep]}, whose vectors have the stabilisers (largest first) "
         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
         + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them",
-        f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (cosets of H need at most the dims H "
-        "fixes; all columns: no coset structure)",
+        f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (built from the columns H fixes "
+        "alone, it would be constant on H's cosets)",
     ]
     figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(steps, series, f"Coset structure of {matrix} over training")}
     return Report(payload, lines, figs)
@@ -286,7 +303,9 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     lines = [f"{run.name} at step {step}: share explained per irrep (dimension; columns of rho(g) used)"]
     lines += [f"  {n:<16} d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(names, payload["dims"], WE, WU, cos, cols_E, cols_U)]
-    lines.append(f"  logits explained by {names[top[0]]} + {names[top[1]]}: {payload['logit_share_top2']:.1%} of the variance")
+    carriers = [names[i] for i in top if logit_share[i] >= 0.01] or [names[top[0]]]
+    lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance "
+                 "(Chughtai et al.'s model: sign + standard, about 85%)")
     figs = {
         "irreps_shares": F.irrep_shares(names, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}),
         "irreps_W_U_over_training": F.irrep_shares_over_training(steps, names, over, "Irrep shares of W_U over training"),

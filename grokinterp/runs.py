@@ -35,6 +35,9 @@ class Run:
 
     path: Path
 
+    def __post_init__(self):
+        self.path = Path(self.path)  # a str works too
+
     @cached_property
     def record(self) -> dict:
         return read_json(self.path / "config.json")

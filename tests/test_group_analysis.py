@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from grokinterp.analysis.cosets import cluster_cosets, coset_scores, random_expectation
+from grokinterp.analysis.cosets import (
+    cluster_cosets,
+    coset_scores,
+    irrep_predicted_scores,
+    random_expectation,
+    random_partition_scores,
+)
 from grokinterp.analysis.representations import (
     fixed_dimensions,
     irrep_column_ranks,
@@ -147,6 +153,41 @@ def test_a_generic_embedding_uses_every_column(S5):
     dims = torch.tensor(S5.character_table[:, 0].real)
     assert torch.all(cols[1:] > 0.7 * dims[1:]) and torch.all(cols <= dims + 1e-9)
     assert cols[0] == 0  # the trivial part of a centred embedding vanishes
+
+
+@pytest.mark.parametrize("irrep", ["standard", "standard x sign", "dim5a", "dim6a"])
+def test_irreps_predict_the_coset_scores_of_a_generic_embedding(S5, irrep):
+    """A matrix in one irrep that uses every column alike scores what its irrep predicts for every
+    partition: f/d of its variance between H's cosets. Planted one-column embeddings score far above."""
+    k = S5.irrep_names.index(irrep)
+    E = isotypic_projectors(S5)[k] @ torch.randn(120, 128, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cs = coset_scores(E[None], S5)
+    predicted = irrep_predicted_scores(irrep_shares(E[None], S5), S5, cs.partitions)
+    gap = np.abs(cs.scores - predicted)[0]
+    large = np.array([S5.subgroups[p.subgroup].order >= 10 for p in cs.partitions])  # few, large cosets
+    assert gap.max() < 0.12 and gap[large].max() < 0.05  # a prediction in expectation: 2-element cosets scatter most
+    d, f = S5.character_table[k, 0].real, fixed_dimensions(S5, S5.subgroups[cs.best().subgroup].elements)[k]
+    assert predicted[0, cs.best_index()] == pytest.approx(1 - (1 - f / d) / random_expectation(cs.best().labels))
+
+
+def test_one_column_scores_above_the_irrep_prediction(S5):
+    h = _subgroup(S5, "D5")
+    k = S5.irrep_names.index("dim5a")
+    indicators = torch.nn.functional.one_hot(torch.as_tensor(S5.coset_labels(h.elements, "left"))).double()
+    E = isotypic_projectors(S5)[k] @ indicators @ torch.randn(12, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cs = coset_scores(E[None], S5)
+    b = cs.best_index()
+    assert cs.scores[0, b] > 0.95 and irrep_predicted_scores(irrep_shares(E[None], S5), S5, cs.partitions)[0, b] < 0.15
+
+
+def test_random_partition_null(S5):
+    """Random partitions score 0 on average; planted cosets lie many standard deviations above."""
+    h = _subgroup(S5, "A4")
+    X, labels = planted(S5, h.elements, "left")
+    null = random_partition_scores(X[None], labels, draws=300)[0]
+    assert abs(null.mean()) < 3 * null.std() / np.sqrt(300) + 1e-3 and null.std() < 0.05
+    score = coset_scores(X[None], S5).scores[0].max()
+    assert (score - null.mean()) / null.std() > 20
 
 
 def test_tsne_is_deterministic_for_a_seed():

@@ -101,3 +101,29 @@ def test_s5_group_reports(s5, capsys):
     dominant = cos["dominant_irrep"]
     assert dominant["name"] == reps["irreps"][k] and dominant["columns_used"] == pytest.approx(reps["columns_used_W_E"][k], rel=1e-3)
     assert dominant["best_class_is_a_stabiliser"] and cos["best"]["class_id"] in [s["class_id"] for s in dominant["stabilising_subgroups"]]
+
+
+def test_s5_post_output_weights_cluster_into_cosets(capsys):
+    """Power et al. Fig. 3 in their own block (shipped s5-post, 1e5 steps): W_U lies in one irrep, and
+    k-means finds exactly the cosets of that irrep's largest stabiliser, far above random partitions,
+    at the score the irreps predict."""
+    import json
+
+    from grokinterp.cli import main
+
+    from grokinterp.runs import Run
+
+    run = gi.load_run(SHIPPED / "s5-post")
+    assert run.config == gi.preset("s5-post") and Run(str(run.path)).metrics["step"][-1] == 100_000  # a str path works
+    assert run.metrics["train_acc"][-1] >= 0.99 and run.metrics["test_acc"][-1] >= 0.99
+    args = ["--run", "s5-post", "--runs-dir", str(SHIPPED), "--no-figures", "--json"]
+    assert main(["cosets", *args]) == 0
+    cos = json.loads(capsys.readouterr().out)
+    dominant, best = cos["dominant_irrep"], cos["best"]
+    assert dominant["share"] > 0.95 and dominant["best_class_is_a_stabiliser"]
+    assert best["class_id"] == dominant["stabilising_subgroups"][0]["class_id"]  # the largest stabiliser
+    assert cos["clusters_into_cosets"] and cos["direct_clustering"]["coset_fraction"] == 1.0
+    assert best["z_vs_random_partitions"] > 10 and best["score"] == pytest.approx(best["irrep_prediction"], abs=0.03)
+    assert main(["reps", *args]) == 0
+    reps = json.loads(capsys.readouterr().out)
+    assert max(reps["logit_share"]) > 0.85  # logits carried by the irrep W_U lies in

@@ -11,6 +11,13 @@ cosets Hg, for every checkpoint at once: W = 1 - <A, Xc Xc^T> / tr(Xc Xc^T), wit
 The cosets of a subgroup K of H refine those of H and score as well as H's, so partitions are
 ranked by the variance ratio (Calinski-Harabasz) F = [(1 - W) / (k - 1)] / [W / (n - k)], which is
 about 1 for a random partition and rewards explaining the variance with fewer blocks.
+
+Two yardsticks for a score: random partitions with the same block sizes (their mean is 0; their
+spread gives a z-score), and the irreps: averaging over the cosets gH keeps, of a function in the
+chi-isotypic part, the fraction f_chi(H) / d_chi when it uses every column of rho alike (f_chi(H):
+the dimensions H fixes), so a matrix with irrep shares s_chi scores 1 - W = sum_chi s_chi f / d.
+A matrix that lies in one irrep therefore clusters into the cosets of that irrep's stabilisers
+with no further structure; one that uses fewer columns scores above this prediction.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..groups import FiniteGroup
+from .representations import fixed_dimensions
 
 SIDES = ("left", "right")
 
@@ -101,6 +109,23 @@ def coset_scores(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions: list
     W = within_share(X, A)
     ratio = ((1 - W) / (k - 1)) / (W.clamp_min(1e-12) / (group.n - k))
     return CosetScores((1 - W / expected).numpy(), ratio.numpy(), partitions)
+
+
+def random_partition_scores(X: Float[Tensor, "S n d"], labels: np.ndarray, draws: int = 200, seed: int = 0) -> np.ndarray:
+    """(S, draws) scores of random partitions with the block sizes of ``labels``: the null for one partition."""
+    rng = np.random.default_rng(seed)
+    parts = [Partition(-1, "random", rng.permutation(labels)) for _ in range(draws)]
+    return (1 - within_share(X, averaging_matrices(parts, len(labels))) / random_expectation(labels)).numpy()
+
+
+def irrep_predicted_scores(shares: Float[Tensor, "S k"], group: FiniteGroup, partitions: list[Partition] | None = None) -> np.ndarray:
+    """(S, P) score of every partition predicted from irrep shares alone (every irrep part using all
+    columns of rho alike): 1 - W = sum_chi share_chi f_chi(H) / d_chi."""
+    partitions = coset_partitions(group) if partitions is None else partitions
+    dims = group.character_table[:, 0].real
+    kept = np.stack([fixed_dimensions(group, group.subgroups[p.subgroup].elements) / dims for p in partitions], 1)  # (k, P)
+    expected = np.array([random_expectation(p.labels) for p in partitions])
+    return 1 - (1 - np.asarray(shares, dtype=float) @ kept) / expected
 
 
 def cluster_cosets(X: Float[Tensor, "n d"], group: FiniteGroup, k: int, method: str = "kmeans", seed: int = 0) -> dict:
