@@ -168,7 +168,19 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     xy = tsne(X, seed)
     payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
     if run.task.group is None:
-        lines = [f"{run.name} at step {step}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}"]
+        from .analysis.fourier import component_norms, frequency_energy
+
+        p = run.task.p
+        energy = frequency_energy(component_norms(X[None]))[0]
+        shares = (energy / energy.sum()).numpy()
+        top = [int(i) for i in np.argsort(-shares)[:4]]
+        f1 = top[0] + 1
+        payload["frequency_shares"] = {int(i) + 1: float(shares[i]) for i in np.argsort(-shares)}
+        payload["circle_step"] = min(pow(f1, -1, p), p - pow(f1, -1, p))  # x -> x+k and x -> x-k are the two neighbours
+        lines = [f"{run.name} at step {step}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
+                 "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
+                 + " (one frequency makes one circle; several, several tangled ones)",
+                 f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them)"]
         fig = F.tsne_modular(xy, k, f"t-SNE of the output weights<br><sup>{run.task.formula}, step {step}</sup>")
     else:
         group = run.task.group
@@ -210,15 +222,15 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     b = cs.best_index()
     n_cosets = group.n // h.order
     null = random_partition_scores(X[-1:], best.labels)[0]
-    z = (cs.scores[-1, b] - null.mean()) / null.std()
+    z = (cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)
     shares_over_training = irrep_shares(X, group)
     predicted = irrep_predicted_scores(shares_over_training, group, cs.partitions)
     best_steps = [cs.best_index(s) for s in range(len(steps))]
     best_score = np.array([cs.scores[s, i] for s, i in enumerate(best_steps)])
     # direct clustering at every checkpoint, into as many clusters as that checkpoint's best class has cosets
-    fractions = [cluster_cosets(X[s], group, group.n // group.subgroups[cs.partitions[i].subgroup].order, clusters)["coset_fraction"]
-                 for s, i in enumerate(best_steps)]
-    direct = cluster_cosets(X[-1], group, n_cosets, clusters)
+    directs = [cluster_cosets(X[s], group, group.n // group.subgroups[cs.partitions[i].subgroup].order, clusters)
+               for s, i in enumerate(best_steps)]
+    direct, fractions = directs[-1], [d["coset_fraction"] for d in directs]
     formed = next((int(steps[s]) for s in range(len(steps)) if fractions[s] >= COSET_CLUSTERS), None)
     fixed = fixed_dimensions(group, h.elements)
     shares = shares_over_training[-1].numpy()

@@ -202,3 +202,10 @@ def test_group_commands_refuse_modular_runs(capsys, tiny_run):
     assert main(["cosets", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent)]) == 1
     assert "needs a group task" in capsys.readouterr().err
     assert main(["tsne", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--no-figures", "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    shares, p, k = out["frequency_shares"], tiny_run.task.p, out["circle_step"]
+    assert sum(shares.values()) == pytest.approx(1.0) and len(shares) == (p - 1) // 2
+    top = int(next(iter(shares)))  # JSON keys are strings; the largest share comes first
+    assert shares[str(top)] == max(shares.values()) and (top * k) % p in (1, p - 1)
