@@ -135,23 +135,6 @@ PRESETS: dict[str, RunConfig] = {
         checkpoint_every=250,
         description="Power et al. 2022: x*y in S5, 50% data, 2-layer, batch 512, AdamW wd 1",
     ),
-    "s5-post": RunConfig(
-        name="s5-post",
-        task="s5_mul",
-        p=0,
-        frac=0.5,
-        split_seed=0,
-        seed=0,
-        model="power-2l-post",
-        batch_size=512,
-        steps=100_000,
-        checkpoint_every=500,
-        log_checkpoints=False,
-        weights_every=10_000,
-        checkpoint_dtype="float16",
-        description="Power et al. 2022 Fig. 3: x*y in S5 in their own block (post-LN), 50% data, AdamW wd 1, "
-                    "1e5 steps (about 4 minutes on a GPU, hours on a CPU)",
-    ),
     "tiny23": RunConfig(
         name="tiny23",
         p=23,
@@ -165,6 +148,17 @@ PRESETS: dict[str, RunConfig] = {
         description="a+b mod 23 on a small 1-layer model: groks on a CPU in well under a minute",
     ),
 }
+PRESETS["s5-post"] = PRESETS["s5"].replace(
+    name="s5-post",
+    model="power-2l-post",
+    steps=100_000,
+    checkpoint_every=500,
+    log_checkpoints=False,
+    weights_every=10_000,
+    checkpoint_dtype="float16",
+    description="Power et al. 2022 Fig. 3: x*y in S5 in their own block (post-LN), 50% data, AdamW wd 1, "
+                "1e5 steps (about 4 minutes on a GPU, hours on a CPU)",
+)
 
 
 def preset(name: str) -> RunConfig:
