@@ -231,7 +231,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     directs = [cluster_cosets(X[s], group, group.n // group.subgroups[cs.partitions[i].subgroup].order, clusters)
                for s, i in enumerate(best_steps)]
     direct, fractions = directs[-1], [d["coset_fraction"] for d in directs]
-    formed = next((int(steps[s]) for s in range(len(steps)) if fractions[s] >= COSET_CLUSTERS), None)
+    clustered = [int(steps[s]) for s in range(len(steps)) if fractions[s] >= COSET_CLUSTERS]
+    formed = clustered[0] if clustered else None
     fixed = fixed_dimensions(group, h.elements)
     shares = shares_over_training[-1].numpy()
     columns = irrep_column_ranks(X[-1:], group)[0].numpy()
@@ -262,6 +263,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "best_score_over_training": best_score.tolist(),
         "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
         "coset_fraction_over_training": fractions,
+        "steps_with_coset_clusters": clustered,
     }
     used = [n for n, s in zip(names, shares) if s > 0.1]
     verdict = (f"the {matrix} vectors cluster into the cosets of {h.name}" if payload["clusters_into_cosets"]
@@ -275,7 +277,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "more means tighter cosets)",
         "  next classes: " + "; ".join(f"{group.subgroups[p.subgroup].name}/{side} {sc:.3f}" for _, side, sc, p in others[:4]),
         f"  k-means with k = {n_cosets}: {direct['coset_fraction']:.0%} of the clusters are cosets: {verdict}",
-        f"  coset clusters first at step {formed:,}" if formed is not None else "  no coset clusters at any checkpoint",
+        (f"  coset clusters at {len(clustered)} of {len(steps)} checkpoints (first at step {clustered[0]:,}, last at {clustered[-1]:,})"
+         if clustered else "  no coset clusters at any checkpoint"),
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(names, fixed)),
         f"  {matrix} is {shares[top_irrep]:.0%} in {names[top_irrep]}, whose vectors have the stabilisers (largest first) "
