@@ -179,7 +179,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         payload["circle_step"] = min(pow(f1, -1, p), p - pow(f1, -1, p))  # x -> x+k and x -> x-k are the two neighbours
         lines = [f"{run.name} at step {step}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
-                 + " (one frequency makes one circle; several, several tangled ones)",
+                 + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)",
                  f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them)"]
         fig = F.tsne_modular(xy, k, f"t-SNE of the output weights<br><sup>{run.task.formula}, step {step}</sup>")
     else:
