@@ -110,7 +110,6 @@ def test_s5_post_output_weights_cluster_into_cosets(capsys):
     import json
 
     from grokinterp.cli import main
-
     from grokinterp.runs import Run
 
     run = gi.load_run(SHIPPED / "s5-post")

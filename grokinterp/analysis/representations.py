@@ -89,7 +89,8 @@ def irrep_column_ranks(E: Float[Tensor, "S n d"], group: FiniteGroup) -> Float[T
     Rows of the chi-part are E_g = sum_ij rho(g)_ij M_ij; using c of the d_chi columns (M_ij = 0
     outside them; rows, for right cosets) gives rank c * d_chi. A generic embedding uses all d_chi;
     one that is constant on the cosets of H uses at most the dims H fixes in chi (Frobenius
-    reciprocity), so coset structure needs fewer than d_chi.
+    reciprocity), so cosets that collapse to points need fewer than d_chi (with all d_chi the cosets
+    can still separate, each keeping 1 - f/d of the variance: ``cosets.irrep_predicted_scores``).
     """
     scale = E.double().pow(2).sum((-2, -1))  # before centring: a constant E centres to rounding noise
     E = E.double() - E.double().mean(-2, keepdim=True)
