@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .store import RunError
+    from .store import RunError, RunNameError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, TaskError, ModelError) as e:
+    except (UsageError, ConfigError, TaskError, ModelError, RunNameError) as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RunError as e:

@@ -28,6 +28,36 @@ class RunError(Exception):
     """A run that cannot be found or read (missing or corrupt files, mismatched checkpoint)."""
 
 
+class RunNameError(ValueError):
+    """A run or sweep name that is not a plain folder name (a usage error: exit code 2)."""
+
+
+SHIPPED_RUNS = ("modadd113", "s5", "s5-post")  # reference runs in the repository's checkpoints/: read-only
+MAX_NAME_LENGTH = 100
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+=")
+
+
+def validate_run_name(name: str, what: str = "run") -> str:
+    """Return ``name`` if it is one plain folder name (letters, digits, ``. _ - + =``, at most
+    MAX_NAME_LENGTH characters, not starting with '.'), else raise RunNameError. Every writer calls
+    this, so no name can reach outside its runs folder."""
+    if not isinstance(name, str) or not name:
+        raise RunNameError(f"a {what} name must be a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise RunNameError(f"{what} name is {len(name)} characters long; use at most {MAX_NAME_LENGTH}")
+    bad = sorted(set(name) - _NAME_CHARS)
+    if bad or name.startswith("."):
+        shown = "".join(bad) or "a leading '.'"
+        raise RunNameError(f"bad {what} name {name!r} ({shown}): use letters, digits and . _ - + = only, not starting with '.'")
+    return name
+
+
+def is_shipped(run_dir: Path) -> bool:
+    """True for the reference runs shipped in the repository's checkpoints/ (never written to)."""
+    run_dir = Path(run_dir)
+    return run_dir.name in SHIPPED_RUNS and run_dir.resolve().parent == REPO_CHECKPOINTS.resolve()
+
+
 def search_dirs(runs_dir: str | Path | None = None) -> list[Path]:
     """Where run names are looked up: --runs-dir / $GROKINTERP_RUNS, ./checkpoints, the repository's."""
     dirs = []
