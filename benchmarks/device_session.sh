@@ -5,7 +5,8 @@
 # pack part bundles the run folders (without weights, except the final S5 checkpoints) into $OUT.
 #
 #   OUT=/tmp/out bash benchmarks/device_session.sh [PART ...]
-#   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long s5post (default: all but s5long, s5post)
+#   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long s5post census
+#   (default: all but s5long, s5post, census)
 #
 # Needs python3 with torch; TransformerLens and its missing dependencies can come as wheels
 # (docs/benchmarks.md says how).
@@ -47,6 +48,19 @@ _s5long() {  # sweep name, model, weight decays, time limit (s)
      tar cf "$OUT/${d%/}.tar" --exclude=state.safetensors --exclude='step_000[3579]0000.safetensors' "$d"; done); ls -la "$OUT"; }
 s5long() { _s5long s5long power-2l 1,2 450; }
 s5post() { _s5long s5post power-2l-post 1 270; }
+# Issue 17: a census of Power's block on S5 (50% data, AdamW lr 1e-3, wd 1, batch 512): 48 seeds (each its
+# own split) in one ensemble, and beside it 16 seeds at 30% data; 40k steps, weights every 5k. The packer
+# brings back every member's metrics and embeddings, and whole the members whose W_U settles in a 5-dim irrep.
+census() {
+  local seeds48=$(seq -s, 0 47) seeds16=$(seq -s, 0 15) a b
+  local common=(--model power-2l-post --tasks s5_mul --wds 1 --steps "${CENSUS_STEPS:-40000}" --checkpoint-every 500 --weights-every 5000
+                --batch-sizes 512 --checkpoint-dtype float16 --max-ensemble 64 --no-figures --runs-dir "$RUNS")
+  ( while sleep 60; do tail -qn1 "$RUNS"/census*/s5_mul_f0.*_s0_*/metrics.csv 2>/dev/null; done ) & local monitor=$!
+  timeout "${CENSUS_S:-420}" "${GI[@]}" sweep --name census50 --fracs 0.5 --seeds "$seeds48" "${common[@]}" > "$RUNS/census50.log" 2>&1 & a=$!
+  timeout "${CENSUS_S:-420}" "${GI[@]}" sweep --name census30 --fracs 0.3 --seeds "$seeds16" "${common[@]}" > "$RUNS/census30.log" 2>&1 & b=$!
+  wait $a $b; kill $monitor
+  tail -n3 "$RUNS/census50.log" "$RUNS/census30.log"
+  python3 benchmarks/s5_census_pack.py "$RUNS" census50 census30 --out "$OUT"; ls -la "$OUT"; }
 pack() {
   (cd "$RUNS" && tar czf "$OUT/runs_meta.tgz" --exclude='*.safetensors' . &&
    for half in "0.3 0.4 0.5" "0.6 0.7 0.8"; do
