@@ -284,8 +284,33 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_census(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .census import census_report, census_table, members_of_sweep, write_csv
+    from .store import search_dirs
+
+    root = Path(args.sweep) if (Path(args.sweep) / "sweep.json").is_file() else next(
+        (d / args.sweep for d in search_dirs(args.runs_dir) if (d / args.sweep / "sweep.json").is_file()), None)
+    if root is None:
+        raise UsageError(f"no sweep named {args.sweep!r}; train one with `grokinterp sweep --name {args.sweep} --tasks s5_mul ...`")
+    members, group = members_of_sweep(root)
+    with tqdm(total=len(members), unit="seed", desc="census", disable=args.json) as bar:
+        rows = census_table(members, group, progress=bar.update)
+    report = census_report(rows, f"census of {root.name}")
+    write_csv(rows, root / "census.csv")
+    report.lines.append(f"  table: {root / 'census.csv'}")
+    written = []
+    if not args.no_figures:
+        from .figures import save_figures
+
+        written = [str(p) for p in save_figures(report.figures, Path(args.out) if args.out else root / "figures", quiet=args.json)]
+    _emit(args, {**report.payload, "figures": written}, report.lines)
+    return 0
+
+
 COMMANDS = {"phases": cmd_phases, "sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
-            "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps}
+            "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps, "census": cmd_census}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reps", help="irreducible-representation shares of a group run (Chughtai et al.)")
     _add_run(p)
     _add_output(p)
+
+    p = sub.add_parser("census", help="per seed of a group sweep: the irrep W_U settles in, the coset class it predicts and shows")
+    p.add_argument("--sweep", required=True, help="sweep name (see `grokinterp sweep`) or path to a sweep folder")
+    _add_runs_dir(p)
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
+    p.add_argument("--no-figures", action="store_true", help="skip writing figures")
+    p.add_argument("--out", help="folder for figures (default: <sweep>/figures)")
     return parser
 
 

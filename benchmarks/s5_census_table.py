@@ -1,0 +1,60 @@
+"""The S5 census in docs/: rows, summary and figure from what ``device_session.sh census`` brought back.
+
+    python benchmarks/s5_census_table.py PACKED_DIR --out docs
+
+PACKED_DIR holds ``census_meta.tgz`` (every member's config.json and metrics.csv) and
+``embeddings_<sweep>.safetensors`` (W_U at every saved step). Writes
+``docs/data/s5_census_<sweep>.csv`` and ``docs/figures/s5_census_<sweep>.png`` (HTML beside it),
+and prints the summary that ``grokinterp census`` prints for a sweep folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from grokinterp.census import census_report, census_table, write_csv
+from grokinterp.figures import save_figures
+from grokinterp.tasks import Task
+
+parser = argparse.ArgumentParser()
+parser.add_argument("packed")
+parser.add_argument("--out", default="docs")
+args = parser.parse_args()
+packed, out = Path(args.packed), Path(args.out)
+group = Task("s5_mul", 0).group
+with tarfile.open(packed / "census_meta.tgz") as t:
+    files = {m.name: t.extractfile(m).read().decode() for m in t.getmembers() if m.isfile()}
+for emb in sorted(packed.glob("embeddings_*.safetensors")):
+    sweep = emb.stem.removeprefix("embeddings_")
+    W = load_file(str(emb))
+    members = []
+    for name in sorted({k.split("/")[0] for k in W}):
+        cfg = json.loads(files[f"{sweep}/{name}/config.json"])["config"]
+        lines = files[f"{sweep}/{name}/metrics.csv"].splitlines()
+        cols = lines[0].split(",")
+        table = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+        steps = sorted(int(k.split("/")[1]) for k in W if k.startswith(f"{name}/") and k.endswith("/W_U"))
+        members.append({"run": name, "seed": cfg["seed"], "frac": cfg["frac"], "steps": steps,
+                        "X": np.stack([W[f"{name}/{s}/W_U"].float().T.numpy() for s in steps]),
+                        "metrics": {c: (table[:, i].astype(int) if c == "step" else table[:, i]) for i, c in enumerate(cols)}})
+    members.sort(key=lambda m: m["seed"])
+    import torch
+
+    for m in members:
+        m["X"] = torch.from_numpy(m["X"])
+    with tqdm(total=len(members), unit="seed", desc=sweep) as bar:
+        rows = census_table(members, group, progress=bar.update)
+    cfg = json.loads(files[f"{sweep}/{members[0]['run']}/config.json"])["config"]
+    title = (f"S5 census, Power's block: {len(rows)} seeds, {cfg['frac']:.0%} data, wd {cfg['wd']:g}, "
+             f"{rows[0]['steps']:,} steps")
+    report = census_report(rows, title)
+    write_csv(rows, out / "data" / f"s5_census_{sweep}.csv")
+    save_figures({f"s5_census_{sweep}": report.figures["census"]}, out / "figures")
+    print("\n".join(report.lines))

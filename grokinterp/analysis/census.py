@@ -1,0 +1,86 @@
+"""One seed of a census of group runs: which irrep its output weights settle in, which subgroup's
+cosets that irrep predicts, and which coset partition the weights actually show.
+
+Power et al. (2022, Fig. 3 left) saw the output vectors of an S5 model cluster into the cosets of
+D5; which subgroup appears depends on the irrep a seed's W_U settles in: a vector of an irrep is
+constant on the cosets of its stabiliser, so the predicted classes are the exact stabilisers of
+vectors of the dominant irrep (``representations.stabilising_subgroups``; the largest first: a
+generic vector of its fixed space has it as stabiliser, and smaller ones need special vectors). The measured class
+is the best coset partition by the variance ratio (``cosets.coset_scores``), with its score against
+random partitions of the same block sizes and the irreps' own prediction of that score; k-means
+into as many clusters as the class has cosets says whether the cosets are recovered directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..groups import FiniteGroup
+from .cosets import cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores
+from .representations import irrep_shares, stabilising_subgroups
+
+COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the cosets are recovered"
+DOMINANT = 0.5  # irrep share above which an irrep is "dominant" (a random matrix gives d^2 / (n - 1): 0.30 for S5's 6-dim)
+
+
+def class_coset_fraction(group: FiniteGroup, labels: np.ndarray, subgroups: set[frozenset]) -> float:
+    """Share of the clusters in ``labels`` that are a left or right coset of one of ``subgroups``
+    (C is gK iff c0^-1 C = K, and Kg iff C c0^-1 = K, for any c0 in C)."""
+    hits = []
+    for c in np.unique(labels):
+        C = np.flatnonzero(labels == c)
+        c0 = group.inverse[C[0]]
+        hits.append(frozenset(group.table[c0, C].tolist()) in subgroups or frozenset(group.table[C, c0].tolist()) in subgroups)
+    return float(np.mean(hits))
+
+
+def best_scores_of_random_matrices(shape: tuple[int, int], group: FiniteGroup, draws: int = 20, seed: int = 0) -> np.ndarray:
+    """(draws,) score of the best-ranked coset partition of Gaussian matrices of ``shape``: the null
+    for a best partition, which is picked as the maximum over every partition."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(draws, *shape, generator=gen, dtype=torch.float64)
+    cs = coset_scores(X, group)
+    return np.array([cs.scores[i, cs.best_index(i)] for i in range(draws)])
+
+
+def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], seed: int = 0) -> dict:
+    """Irrep, predicted and measured coset class of one seed from its output vectors at saved steps.
+
+    X[s] holds one row per group element (W_U^T) at ``steps[s]``; the last step is the verdict's.
+    Returns a flat dict (a table row): the dominant irrep and its share, the predicted classes, the
+    measured best class with score, z against 200 random partitions of its block sizes and against
+    the best partition of 20 Gaussian matrices (the selection's own null), the irreps' predicted score,
+    the k-means share of clusters that are cosets of that class, whether the measured class is one of the
+    predicted ones (``agrees``) and whether it is the largest (``largest_stabiliser``), and
+    the first saved step at which k-means recovers the cosets of the final best class.
+    """
+    cs = coset_scores(X, group)
+    shares = irrep_shares(X[-1:], group)[0].numpy()
+    top = int(np.argmax(shares))
+    stabilisers = stabilising_subgroups(group, top)
+    b = cs.best_index()
+    part = cs.partitions[b]
+    h = group.subgroups[part.subgroup]
+    k = group.n // h.order
+    null = random_partition_scores(X[-1:], part.labels, seed=seed)[0]
+    null_best = best_scores_of_random_matrices(tuple(X.shape[1:]), group, seed=seed)
+    predicted = irrep_predicted_scores(shares[None], group, [part])[0, 0]
+    members = {frozenset(c.elements) for c in group.subgroup_classes()[h.class_id]}
+    fractions = [class_coset_fraction(group, cluster_cosets(X[s], group, k, seed=seed)["labels"], members)
+                 for s in range(len(steps))]
+    recovered = [int(st) for st, f in zip(steps, fractions) if f >= COSET_CLUSTERS]
+    predicted_ids = [c for c, *_ in stabilisers]
+    return {
+        "irrep": group.irrep_names[top], "irrep_share": float(shares[top]), "irrep_dominant": bool(shares[top] > DOMINANT),
+        "predicted_classes": " ".join(f"{name}[{c}]" for c, name, *_ in stabilisers),
+        "best_class": h.name, "best_class_id": h.class_id, "best_order": h.order, "n_cosets": k,
+        "score": float(cs.scores[-1, b]), "z_vs_random": float((cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)),
+        "z_vs_best_of_random_matrices": float((cs.scores[-1, b] - null_best.mean()) / max(null_best.std(), 1e-12)),
+        "irrep_predicted_score": float(predicted),
+        "kmeans_coset_fraction": float(fractions[-1]), "clusters_into_cosets": fractions[-1] >= COSET_CLUSTERS,
+        "agrees": h.class_id in predicted_ids, "largest_stabiliser": predicted_ids[:1] == [h.class_id],
+        "cosets_first_recovered_at": recovered[0] if recovered else None,
+    }
