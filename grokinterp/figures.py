@@ -340,17 +340,44 @@ def accuracy_vs_fraction(data: dict[str, tuple[list, list]], title: str) -> go.F
 # ---- writing ---------------------------------------------------------------------------------
 
 _png_warned = False
+# shown by a figure that shares plotly.min.js when it is opened without it (copied alone), instead of a blank page
+_NO_PLOTLY = ("<script>if (typeof Plotly === 'undefined') document.body.insertAdjacentHTML('afterbegin', "
+              "'<p style=\"font-family: sans-serif\">This figure needs <code>plotly.min.js</code> from the folder it was "
+              "written to: copy that file next to this one, or write the figure with <code>--self-contained</code>.</p>')"
+              "</script>")
 
 
-def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False) -> list[Path]:
-    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``."""
+def write_html(fig: go.Figure, path: Path, self_contained: bool = True) -> None:
+    """One figure as HTML that opens offline: plotly.js inside the file (about 4.8 MB), or, with
+    ``self_contained=False``, a few KB that load ``plotly.min.js`` from the same folder (written there once)."""
+    path = Path(path)
+    if self_contained:
+        fig.write_html(path, include_plotlyjs=True)
+        return
+    js = path.parent / "plotly.min.js"
+    if not js.exists():
+        from plotly.offline import get_plotlyjs
+
+        js.write_text(get_plotlyjs(), encoding="utf-8")
+    path.write_text(fig.to_html(include_plotlyjs="directory").replace("</body>", _NO_PLOTLY + "</body>"), encoding="utf-8")
+
+
+def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False,
+                 self_contained: bool | None = None) -> list[Path]:
+    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``.
+
+    ``self_contained`` (default: only when there is one figure): each HTML carries plotly.js and renders
+    anywhere offline; otherwise the set shares one ``plotly.min.js`` in ``out`` (see ``write_html``).
+    """
     global _png_warned
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if self_contained is None:
+        self_contained = len(figs) == 1
     written = []
     for stem, fig in figs.items():
         path = out / f"{stem}.html"
-        fig.write_html(path, include_plotlyjs="directory")
+        write_html(fig, path, self_contained)
         written.append(path)
     if png and figs:
         import plotly.io as pio
