@@ -26,7 +26,7 @@ _AXIS = dict(showline=True, linecolor="black", ticks="outside", gridcolor="#eeee
 TEMPLATE = go.layout.Template(
     layout=dict(
         font=dict(family=FONT, size=14, color="#222222"),
-        title=dict(font_size=18, x=0.5, xanchor="center"),
+        title=dict(font_size=19, x=0.5, xanchor="center"),  # a <sup> subtitle: 13 px
         plot_bgcolor="white",
         paper_bgcolor="white",
         colorway=COLORS,
@@ -197,7 +197,7 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
                         specs=[[{}, {}], [{}, {}], [{}, None]])
     keys = ", ".join(map(str, m.key_frequencies))
     fig.update_layout(title=_title(f"Progress measures (key frequencies {keys})", run), width=WIDE, height=950,
-                      legend=dict(x=0.56, y=0.3, xanchor="left", yanchor="top"))  # in the free sixth cell
+                      legend=dict(x=0.56, y=0.3, xanchor="left", yanchor="top", tracegroupgap=4))  # in the free sixth cell
     panels = [
         (1, 1, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("excluded (train)", m.excluded_loss, COLORS[3])],
          "log", "loss"),
