@@ -70,11 +70,14 @@ def _steps(steps, log_x: bool):
     return s[keep], keep
 
 
-def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True) -> None:
-    """Shade memorisation / circuit formation / cleanup (phases: a Phases or None), each a legend entry."""
+def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True, log_x: bool = False) -> None:
+    """Shade memorisation / circuit formation / cleanup (phases: a Phases or None), each a legend entry.
+
+    On a log x axis the first phase starts at step 1 (step 0 would stretch the axis to 10^-inf).
+    """
     if phases is None:
         return
-    b = [0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
+    b = [1 if log_x else 0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
     for (name, color), x0, x1 in zip(PHASE_COLORS.items(), b[:-1], b[1:]):
         if x0 is not None and x1 is not None and x1 > x0:
             fig.add_vrect(x0=x0, x1=x1, fillcolor=color, line_width=0, layer="below", row=row, col=col,
@@ -92,7 +95,7 @@ def loss_curves(metrics: dict, phases=None, title: str = "Train and test loss", 
     s, keep = _steps(metrics["step"], log_x)
     fig.add_trace(go.Scatter(x=s, y=metrics["train_loss"][keep], name="train", line=dict(color=COLORS[0])))
     fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="test", line=dict(color=COLORS[1])))
-    add_phases(fig, phases)
+    add_phases(fig, phases, log_x=log_x)
     return fig
 
 

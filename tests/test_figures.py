@@ -109,6 +109,7 @@ def test_log_x_leaves_out_step_zero_instead_of_drawing_it_at_one():
     for fig in (F.accuracy_curves(m), F.validation_loss(m), F.loss_curves(m, log_x=True)):
         assert fig.layout.xaxis.type == "log"
         assert all(min(t.x) == 10 and len(t.x) == len(STEPS) - 1 for t in fig.data)
+    assert min(s.x0 for s in F.loss_curves(m, PHASES, log_x=True).layout.shapes) > 0  # shading from 0 breaks a log axis
 
 
 def test_loss_curves_are_linear_in_steps_by_default_as_in_nanda():
