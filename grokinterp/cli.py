@@ -41,6 +41,7 @@ def _add_output(p: argparse.ArgumentParser, figures: bool = True, step: bool = T
     if figures:
         p.add_argument("--no-figures", action="store_true", help="skip writing figures")
         p.add_argument("--out", help="folder for figures (default: <run>/figures)")
+        p.add_argument("--self-contained", action="store_true", help="put plotly.js in every HTML figure (default: only when one figure)")
 
 
 def _open_run(args):
@@ -75,7 +76,8 @@ def _write_figures(args, run, figs: dict) -> list[str]:
     from .figures import save_figures
 
     out = Path(args.out) if getattr(args, "out", None) else run.path / "figures"
-    written = save_figures(figs, out, quiet=getattr(args, "json", False))
+    written = save_figures(figs, out, quiet=getattr(args, "json", False),
+                           self_contained=getattr(args, "self_contained", False) or None)
     return [str(p) for p in written]
 
 
@@ -387,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
     p.add_argument("--out", help="folder for figures (default: <run>/figures)")
+    p.add_argument("--self-contained", action="store_true", help="put plotly.js in every HTML figure (default: one shared plotly.min.js)")
 
     p = sub.add_parser("export", help="copy a run with fewer, half-precision checkpoints (for shipping)")
     _add_run(p)

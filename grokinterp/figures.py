@@ -13,77 +13,122 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
-PHASE_COLORS = {"memorisation": "rgba(31,119,180,0.08)", "circuit formation": "rgba(44,160,44,0.08)", "cleanup": "rgba(214,39,40,0.08)"}
+# ---- the style: every figure goes through `style` (the template and the axis rules below) ------------
 
+FONT = "Helvetica, Arial, sans-serif"
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
+PHASE_COLORS = {"memorisation": "rgba(31,119,180,0.12)", "circuit formation": "rgba(44,160,44,0.12)",
+                "cleanup": "rgba(214,39,40,0.12)"}
+WIDTH, HEIGHT, WIDE = 800, 500, 1000  # pixels of a plain figure, and of one with two panels or many bars
+
+_AXIS = dict(showline=True, linecolor="black", ticks="outside", gridcolor="#eeeeee", zerolinecolor="#bbbbbb", mirror=False,
+             automargin=True, title_font_size=15, tickfont_size=12, title_standoff=8)
 TEMPLATE = go.layout.Template(
     layout=dict(
-        font=dict(family="Helvetica, Arial, sans-serif", size=14),
+        font=dict(family=FONT, size=14, color="#222222"),
+        title=dict(font_size=19, x=0.5, xanchor="center"),  # a <sup> subtitle: 13 px
         plot_bgcolor="white",
         paper_bgcolor="white",
         colorway=COLORS,
-        xaxis=dict(showline=True, linecolor="black", ticks="outside", gridcolor="#eeeeee", mirror=False),
-        yaxis=dict(showline=True, linecolor="black", ticks="outside", gridcolor="#eeeeee", mirror=False),
-        legend=dict(bgcolor="rgba(255,255,255,0.7)"),
-        margin=dict(l=70, r=30, t=60, b=60),
-        width=800,
-        height=500,
+        xaxis=_AXIS,
+        yaxis=_AXIS,
+        legend=dict(bgcolor="rgba(255,255,255,0.8)", font_size=13),
+        annotationdefaults=dict(font_size=15),  # subplot titles
+        margin=dict(l=70, r=30, t=80, b=60),
+        width=WIDTH,
+        height=HEIGHT,
     )
 )
+LOG_AXIS = dict(exponentformat="power", showexponent="all", minorloglabels="none")  # 10^-6, not "1μ"; no "2", "5"
+LINEAR_AXIS = dict(exponentformat="none", separatethousands=True)  # 25,000, not "25k" or 2.5x10^4
+
+
+def style(fig: go.Figure) -> go.Figure:
+    """Apply the template and the tick format per axis type (log axes: powers of ten); returns ``fig``."""
+    fig.update_layout(template=TEMPLATE)
+    fig.for_each_xaxis(lambda ax: ax.update(LOG_AXIS if ax.type == "log" else LINEAR_AXIS))
+    fig.for_each_yaxis(lambda ax: ax.update(LOG_AXIS if ax.type == "log" else LINEAR_AXIS))
+    return fig
+
+
+def _title(title: str, run: str | None = None, step: int | None = None) -> str:
+    """``title`` with a subtitle naming the run and the step where given."""
+    where = ", ".join(([f"run {run}"] if run else []) + ([f"step {step:,}"] if step is not None else []))
+    return f"{title}<br><sup>{where}</sup>" if where else title
 
 
 def _fig(title: str, **layout) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(template=TEMPLATE, title=title, **layout)
-    return fig
+    fig.update_layout(title=title, **layout)
+    return style(fig)
 
 
-def add_phases(fig: go.Figure, phases, row=None, col=None) -> None:
-    """Shade memorisation / circuit formation / cleanup (phases: a Phases or None)."""
+def _steps(steps, log_x: bool):
+    """x values and the mask of points to draw: on a log axis step 0 is left out (not moved to step 1)."""
+    s = np.asarray(steps)
+    keep = s > 0 if log_x else np.ones(len(s), bool)
+    return s[keep], keep
+
+
+def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True, log_x: bool = False) -> None:
+    """Shade memorisation / circuit formation / cleanup (phases: a Phases or None), each a legend entry.
+
+    On a log x axis the first phase starts at step 1 (step 0 would stretch the axis to 10^-inf).
+    """
     if phases is None:
         return
-    b = [0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
+    b = [1 if log_x else 0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
     for (name, color), x0, x1 in zip(PHASE_COLORS.items(), b[:-1], b[1:]):
         if x0 is not None and x1 is not None and x1 > x0:
-            label = dict(annotation_text=name, annotation_position="top left", annotation_font_size=10) if row is None else {}
-            fig.add_vrect(x0=max(x0, 1), x1=x1, fillcolor=color, line_width=0, row=row, col=col, **label)
+            fig.add_vrect(x0=x0, x1=x1, fillcolor=color, line_width=0, layer="below", row=row, col=col,
+                          name=f"phase: {name}", legendgroup=name, showlegend=legend)
 
 
 # ---- training curves -------------------------------------------------------------------------
 
 
-def loss_curves(metrics: dict, phases=None, title: str = "Train and test loss") -> go.Figure:
-    """Train/test loss on log axes with the phase boundaries (Nanda et al. Fig. 2 top; Power Fig. 4)."""
-    fig = _fig(title, xaxis_title="step", yaxis_title="loss (cross-entropy)", xaxis_type="log", yaxis_type="log")
-    s = np.maximum(metrics["step"], 1)
-    fig.add_trace(go.Scatter(x=s, y=metrics["train_loss"], name="train", line=dict(color=COLORS[0])))
-    fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"], name="test", line=dict(color=COLORS[1])))
-    add_phases(fig, phases)
+def loss_curves(metrics: dict, phases=None, title: str = "Train and test loss", *, log_x: bool = False,
+                run: str | None = None) -> go.Figure:
+    """Train/test loss, log y, with the phases shaded (Nanda et al. Fig. 2 top: linear steps; ``log_x`` as Power Fig. 4)."""
+    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="loss (cross-entropy)",
+               xaxis_type="log" if log_x else "linear", yaxis_type="log")
+    s, keep = _steps(metrics["step"], log_x)
+    fig.add_trace(go.Scatter(x=s, y=metrics["train_loss"][keep], name="train", line=dict(color=COLORS[0])))
+    fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="test", line=dict(color=COLORS[1])))
+    add_phases(fig, phases, log_x=log_x)
     return fig
 
 
-def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy") -> go.Figure:
-    """Power et al. Fig. 1 (left): accuracy against optimisation steps, log x."""
-    fig = _fig(title, xaxis_title="optimisation steps", yaxis_title="accuracy", xaxis_type="log", yaxis_range=[0, 1.02])
-    s = np.maximum(metrics["step"], 1)
-    fig.add_trace(go.Scatter(x=s, y=metrics["train_acc"], name="train", line=dict(color=COLORS[1])))
-    fig.add_trace(go.Scatter(x=s, y=metrics["test_acc"], name="validation", line=dict(color=COLORS[2])))
+def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy", *, log_x: bool = True,
+                    run: str | None = None) -> go.Figure:
+    """Power et al. Fig. 1 (left): accuracy against optimisation steps, log x (step 0 left out)."""
+    fig = _fig(_title(title, run), xaxis_title="optimisation steps", yaxis_title="accuracy",
+               xaxis_type="log" if log_x else "linear", yaxis_range=[0, 1.02])
+    s, keep = _steps(metrics["step"], log_x)
+    fig.add_trace(go.Scatter(x=s, y=metrics["train_acc"][keep], name="train", line=dict(color=COLORS[1])))
+    fig.add_trace(go.Scatter(x=s, y=metrics["test_acc"][keep], name="validation", line=dict(color=COLORS[2])))
     return fig
 
 
-def validation_loss(metrics: dict, title: str = "Validation loss") -> go.Figure:
-    """Power et al. Fig. 4: validation loss against steps (double descent where it occurs)."""
-    fig = _fig(title, xaxis_title="optimisation steps", yaxis_title="validation loss", xaxis_type="log")
-    fig.add_trace(go.Scatter(x=np.maximum(metrics["step"], 1), y=metrics["test_loss"], name="validation", line=dict(color=COLORS[1])))
+def validation_loss(metrics: dict, title: str = "Validation loss", *, log_x: bool = True, run: str | None = None) -> go.Figure:
+    """Power et al. Fig. 4: validation loss against steps, log x (double descent where it occurs)."""
+    fig = _fig(_title(title, run), xaxis_title="optimisation steps", yaxis_title="validation loss (cross-entropy)",
+               xaxis_type="log" if log_x else "linear")
+    s, keep = _steps(metrics["step"], log_x)
+    fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="validation", line=dict(color=COLORS[1])))
     return fig
 
 
 # ---- Fourier ---------------------------------------------------------------------------------
 
 
-def embedding_fourier_norms(norms: np.ndarray, names: list[str], title: str = "Norms of the embedding in the Fourier basis") -> go.Figure:
-    """Bars per frequency k, cos k and sin k side by side and labelled (Nanda Fig. 2 left); k = 0 is the constant."""
-    fig = _fig(title, xaxis_title="frequency k", yaxis_title="norm", barmode="group", bargap=0.15, width=1000)
+def embedding_fourier_norms(norms: np.ndarray, names: list[str], title: str = "Norms of the embedding in the Fourier basis",
+                            *, run: str | None = None, step: int | None = None) -> go.Figure:
+    """Bars per frequency k, cos k and sin k side by side and labelled (Nanda Fig. 2 left); k = 0 is the constant.
+
+    norms: (p,) in the order of ``names`` (const, cos 1, sin 1, ..., cos K, sin K).
+    """
+    fig = _fig(_title(title, run, step), xaxis_title="frequency k", yaxis_title="norm", barmode="group", bargap=0.15, width=WIDE)
     K = (len(names) - 1) // 2
     k = np.arange(1, K + 1)
     fig.add_trace(go.Bar(x=[0], y=[norms[0]], name="const", marker_color=COLORS[8], hovertext=[names[0]]))
@@ -93,72 +138,96 @@ def embedding_fourier_norms(norms: np.ndarray, names: list[str], title: str = "N
     return fig
 
 
-def spectrum_over_training(steps: np.ndarray, energy: np.ndarray, title: str) -> go.Figure:
-    """Heatmap of norm per frequency (rows) over checkpoints (columns)."""
-    fig = _fig(title, xaxis_title="step", yaxis_title="frequency k")
+def spectrum_over_training(steps: np.ndarray, energy: np.ndarray, title: str, *, run: str | None = None) -> go.Figure:
+    """Heatmap of the norm per frequency k (rows, k = 1..K) over checkpoints (columns); energy: (checkpoints, K)."""
+    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="frequency k")
     fig.add_trace(go.Heatmap(x=steps, y=np.arange(1, energy.shape[1] + 1), z=np.sqrt(energy).T, colorscale="Blues",
                              colorbar=dict(title="norm")))
     return fig
 
 
-def neuron_clusters(shares: np.ndarray, clusters: dict[int, list[int]], threshold: float) -> go.Figure:
-    """Each neuron's best share of variance per frequency, grouped by cluster (Nanda Fig. 5)."""
+def neuron_clusters(shares: np.ndarray, clusters: dict[int, list[int]], threshold: float, *, run: str | None = None,
+                    step: int | None = None) -> go.Figure:
+    """Each neuron's share of variance per key frequency, neurons grouped by cluster (Nanda Fig. 5).
+
+    shares: (neurons, K), the share of each neuron's variance explained by frequency k = 1..K.
+    """
     fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
                         subplot_titles=("neurons per key frequency", "share of variance explained"))
-    fig.update_layout(template=TEMPLATE, title="MLP neurons clustered by frequency", width=1000, showlegend=False)
+    fig.update_layout(title=_title("MLP neurons clustered by frequency", run, step), width=WIDE, showlegend=False)
     ks = list(clusters)
     fig.add_trace(go.Bar(x=[str(k) for k in ks], y=[len(clusters[k]) for k in ks], marker_color=COLORS[0]), 1, 1)
     order = [n for k in ks for n in clusters[k]]
     if order:
         cols = [k - 1 for k in ks]
-        fig.add_trace(go.Heatmap(z=shares[order][:, cols].T, y=[f"k={k}" for k in ks], colorscale="Viridis",
+        fig.add_trace(go.Heatmap(z=shares[order][:, cols].T, y=[f"k = {k}" for k in ks], colorscale="Viridis",
                                  zmin=0, zmax=1, colorbar=dict(title="share")), 1, 2)
-    fig.update_xaxes(title_text="frequency", row=1, col=1)
-    fig.update_yaxes(title_text=f"neurons (share >= {threshold})", row=1, col=1)
+    fig.update_xaxes(title_text="key frequency k", type="category", row=1, col=1)
+    fig.update_yaxes(title_text=f"neurons (share ≥ {threshold})", row=1, col=1)
     fig.update_xaxes(title_text="neuron (grouped by cluster)", row=1, col=2)
-    return fig
+    fig.update_yaxes(title_text="key frequency", row=1, col=2)
+    return style(fig)
 
 
-def logit_fourier_2d(norms: np.ndarray, names: list[str], title: str = "Logits in the 2-D Fourier basis") -> go.Figure:
-    """Norm over answers of the 2-D Fourier coefficients of the logits over (a, b) (Nanda Fig. 3)."""
-    fig = _fig(title, xaxis_title="b component", yaxis_title="a component", width=750, height=700)
-    fig.add_trace(go.Heatmap(z=norms, x=names, y=names, colorscale="Blues", colorbar=dict(title="norm")))
-    fig.update_yaxes(autorange="reversed", tickfont_size=7)
-    fig.update_xaxes(tickfont_size=7)
-    return fig
+def logit_fourier_2d(norms: np.ndarray, names: list[str], title: str = "Logits in the 2-D Fourier basis", *,
+                     run: str | None = None, step: int | None = None) -> go.Figure:
+    """Norm over answers of the 2-D Fourier coefficients of the logits over (a, b) (Nanda Fig. 3).
+
+    norms: (p, p), rows the basis element of a, columns that of b, in the order of ``names``; every name is a tick.
+    """
+    cell = 11  # pixels per basis element: every name readable at 10 px
+    side = max(500, cell * len(names))
+    fig = _fig(_title(title, run, step), xaxis_title="b component", yaxis_title="a component",
+               width=side + 250, height=side + 190, margin=dict(l=110, r=40, t=90, b=110))
+    idx = np.arange(len(names))
+    fig.add_trace(go.Heatmap(z=norms, x=idx, y=idx, colorscale="Blues", colorbar=dict(title="norm"),
+                             customdata=np.array([[(a, b) for b in names] for a in names]),
+                             hovertemplate="a: %{customdata[0]}<br>b: %{customdata[1]}<br>norm: %{z:.3g}<extra></extra>"))
+    ticks = dict(tickmode="array", tickvals=idx, ticktext=list(names), tickfont_size=10, ticks="", showgrid=False, zeroline=False)
+    fig.update_xaxes(**ticks, tickangle=-90, constrain="domain")
+    fig.update_yaxes(**ticks, autorange="reversed", scaleanchor="x")
+    return style(fig)
 
 
-def progress_panels(m, phases=None) -> go.Figure:
-    """Excluded loss, restricted loss, test/restricted loss ratio, sum of squared weights, Gini (Nanda Fig. 7)."""
+def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
+    """Excluded loss, restricted loss, test/restricted loss ratio, sum of squared weights, Gini (Nanda Fig. 7).
+
+    m: ProgressMeasures (arrays over its ``steps``); phases: Phases or None, shaded in every panel.
+    """
     titles = ("excluded loss", "restricted loss", "test loss / restricted loss", "sum of squared weights",
-              "Gini of Fourier norms", "")
-    fig = make_subplots(rows=3, cols=2, subplot_titles=titles[:5], vertical_spacing=0.1)
-    fig.update_layout(template=TEMPLATE, title=f"Progress measures (key frequencies {m.key_frequencies})", width=1000, height=950)
-    s = np.maximum(m.steps, 1)
+              "Gini coefficient of the Fourier norms")
+    fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.1, horizontal_spacing=0.12,
+                        specs=[[{}, {}], [{}, {}], [{}, None]])
+    keys = ", ".join(map(str, m.key_frequencies))
+    fig.update_layout(title=_title(f"Progress measures (key frequencies {keys})", run), width=WIDE, height=950,
+                      legend=dict(x=0.56, y=0.3, xanchor="left", yanchor="top", tracegroupgap=4))  # in the free sixth cell
     panels = [
-        (1, 1, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("excluded (train)", m.excluded_loss, COLORS[3])], "log"),
-        (1, 2, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("restricted", m.restricted_loss, COLORS[2])], "log"),
-        (2, 1, [("test / restricted", m.test_loss / m.restricted_loss, COLORS[4])], "log"),
-        (2, 2, [("sum of squared weights", m.sum_squared_weights, COLORS[5])], "linear"),
-        (3, 1, [("Gini W_E", m.gini_embedding, COLORS[6]), ("Gini W_L", m.gini_logit_map, COLORS[7])], "linear"),
+        (1, 1, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("excluded (train)", m.excluded_loss, COLORS[3])],
+         "log", "loss"),
+        (1, 2, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("restricted", m.restricted_loss, COLORS[2])],
+         "log", "loss"),
+        (2, 1, [("test / restricted", m.test_loss / m.restricted_loss, COLORS[4])], "log", "ratio"),
+        (2, 2, [("sum of squared weights", m.sum_squared_weights, COLORS[5])], "linear", "sum of squared weights"),
+        (3, 1, [("Gini W_E", m.gini_embedding, COLORS[6]), ("Gini W_L", m.gini_logit_map, COLORS[7])], "linear", "Gini coefficient"),
     ]
     shown = set()
-    for row, col, traces, ytype in panels:
+    for row, col, traces, ytype, ytitle in panels:
         for name, y, color in traces:
-            fig.add_trace(go.Scatter(x=s, y=y, name=name, line=dict(color=color), legendgroup=name,
+            fig.add_trace(go.Scatter(x=m.steps, y=y, name=name, line=dict(color=color), legendgroup=name,
                                      showlegend=name not in shown), row, col)
             shown.add(name)
-        fig.update_yaxes(type=ytype, row=row, col=col)
-        fig.update_xaxes(title_text="step", row=row, col=col)
-        add_phases(fig, phases, row, col)
-    return fig
+        fig.update_yaxes(type=ytype, title_text=ytitle, row=row, col=col)
+        add_phases(fig, phases, row, col, legend=(row, col) == (1, 1))
+    fig.update_xaxes(title_text="step", row=3, col=1)  # the lowest panel of each column
+    fig.update_xaxes(title_text="step", row=2, col=2)
+    return style(fig)
 
 
 # ---- groups ----------------------------------------------------------------------------------
 
 
 def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output weights (x + y mod p)") -> go.Figure:
-    """Power et al. Fig. 3 (right): points coloured by x mod k, lines from x to x + k."""
+    """Power et al. Fig. 3 (right): points coloured by x mod k, lines from x to x + k. xy: (p, 2)."""
     from .analysis.tsne import modular_lines
 
     colour, segments = modular_lines(len(xy), k)
@@ -171,7 +240,7 @@ def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output w
     for r in range(k):
         idx = np.flatnonzero(colour == r)
         fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers+text", text=[str(i) for i in idx], textposition="top center",
-                                 textfont_size=8, marker=dict(size=8, color=COLORS[r % len(COLORS)]), name=f"x mod {k} = {r}"))
+                                 textfont_size=9, marker=dict(size=8, color=COLORS[r % len(COLORS)]), name=f"x mod {k} = {r}"))
     return fig
 
 
@@ -194,16 +263,20 @@ def coset_scores_over_training(steps: np.ndarray, series: dict[str, np.ndarray],
     return fig
 
 
-def irrep_shares(names: list[str], shares: dict[str, np.ndarray], title: str = "Share explained per irreducible representation") -> go.Figure:
-    """Grouped bars: for each matrix (W_E, W_U, logits), the share of each irrep."""
-    fig = _fig(title, xaxis_title="irrep", yaxis_title="share", barmode="group")
+def irrep_shares(names: list[str], shares: dict[str, np.ndarray], title: str = "Share explained per irreducible representation",
+                 *, run: str | None = None, step: int | None = None) -> go.Figure:
+    """Grouped bars: for each matrix (W_E, W_U, logits), the share of each irrep; shares: {matrix: (irreps,)}."""
+    fig = _fig(_title(title, run, step), xaxis_title="irreducible representation", yaxis_title="share of variance",
+               barmode="group")
     for i, (what, values) in enumerate(shares.items()):
         fig.add_trace(go.Bar(x=names, y=values, name=what, marker_color=COLORS[i % len(COLORS)]))
     return fig
 
 
-def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.ndarray, title: str) -> go.Figure:
-    fig = _fig(title, xaxis_title="step", yaxis_title="share")
+def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.ndarray, title: str, *,
+                               run: str | None = None) -> go.Figure:
+    """The share of each irrep (columns of shares: (checkpoints, irreps)) over checkpoints."""
+    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="share of variance")
     for i, name in enumerate(names):
         fig.add_trace(go.Scatter(x=steps, y=shares[:, i], name=name))
     return fig
@@ -214,17 +287,17 @@ def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.n
 
 def loss_groups(metrics: dict, prefix: str, title: str, log_y: bool = True) -> go.Figure:
     """One line per loss group (e.g. each answer digit) against steps."""
-    fig = _fig(title, xaxis_title="step", yaxis_title="loss", yaxis_type="log" if log_y else "linear")
+    fig = _fig(title, xaxis_title="step", yaxis_title="loss (cross-entropy)", yaxis_type="log" if log_y else "linear")
     for i, k in enumerate(k for k in metrics if k.startswith(prefix)):
         fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=k[len(prefix):], line=dict(color=COLORS[i % len(COLORS)])))
     return fig
 
 
 def train_vs_test(runs: dict[str, dict], title: str) -> go.Figure:
-    """Mean train and test loss of several runs side by side (infinite vs finite data)."""
+    """Mean train and test loss of several runs side by side (infinite vs finite data); the keys are the panel titles."""
     names = list(runs)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
-    fig.update_layout(template=TEMPLATE, title=title, width=500 * len(names))
+    fig.update_layout(title=title, width=500 * len(names))
     for c, name in enumerate(names, start=1):
         m = runs[name]
         for split, color in (("train", COLORS[0]), ("test", COLORS[1])):
@@ -232,7 +305,8 @@ def train_vs_test(runs: dict[str, dict], title: str) -> go.Figure:
             fig.add_trace(go.Scatter(x=m["step"], y=np.mean(cols, 0), name=split, line=dict(color=color), showlegend=c == 1), 1, c)
         fig.update_yaxes(type="log", row=1, col=c)
         fig.update_xaxes(title_text="step", row=1, col=c)
-    return fig
+    fig.update_yaxes(title_text="mean loss (cross-entropy)", row=1, col=1)
+    return style(fig)
 
 
 def induction_scores(metrics: dict, title: str) -> go.Figure:
@@ -269,17 +343,44 @@ def accuracy_vs_fraction(data: dict[str, tuple[list, list]], title: str) -> go.F
 # ---- writing ---------------------------------------------------------------------------------
 
 _png_warned = False
+# shown by a figure that shares plotly.min.js when it is opened without it (copied alone), instead of a blank page
+_NO_PLOTLY = ("<script>if (typeof Plotly === 'undefined') document.body.insertAdjacentHTML('afterbegin', "
+              "'<p style=\"font-family: sans-serif\">This figure needs <code>plotly.min.js</code> from the folder it was "
+              "written to: copy that file next to this one, or write the figure with <code>--self-contained</code>.</p>')"
+              "</script>")
 
 
-def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False) -> list[Path]:
-    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``."""
+def write_html(fig: go.Figure, path: Path, self_contained: bool = True) -> None:
+    """One figure as HTML that opens offline: plotly.js inside the file (about 4.8 MB), or, with
+    ``self_contained=False``, a few KB that load ``plotly.min.js`` from the same folder (written there once)."""
+    path = Path(path)
+    if self_contained:
+        fig.write_html(path, include_plotlyjs=True)
+        return
+    js = path.parent / "plotly.min.js"
+    if not js.exists():
+        from plotly.offline import get_plotlyjs
+
+        js.write_text(get_plotlyjs(), encoding="utf-8")
+    path.write_text(fig.to_html(include_plotlyjs="directory").replace("</body>", _NO_PLOTLY + "</body>"), encoding="utf-8")
+
+
+def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False,
+                 self_contained: bool | None = None) -> list[Path]:
+    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``.
+
+    ``self_contained`` (default: only when there is one figure): each HTML carries plotly.js and renders
+    anywhere offline; otherwise the set shares one ``plotly.min.js`` in ``out`` (see ``write_html``).
+    """
     global _png_warned
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if self_contained is None:
+        self_contained = len(figs) == 1
     written = []
     for stem, fig in figs.items():
         path = out / f"{stem}.html"
-        fig.write_html(path, include_plotlyjs="directory")
+        write_html(fig, path, self_contained)
         written.append(path)
     if png and figs:
         import plotly.io as pio

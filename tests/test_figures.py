@@ -1,0 +1,162 @@
+"""The shared figure style: every figure titled, no empty panels, log axes in powers of ten, offline HTML."""
+
+import re
+
+import numpy as np
+import pytest
+
+import grokinterp.figures as F
+from grokinterp.analysis.fourier import basis_names
+from grokinterp.analysis.phases import Phases
+from grokinterp.analysis.progress import ProgressMeasures
+
+P = 13
+STEPS = np.array([0, 10, 100, 500, 1000, 2000, 4000])
+RNG = np.random.default_rng(0)
+
+
+def _metrics():
+    n = len(STEPS)
+    return {"step": STEPS, "train_loss": np.geomspace(5, 1e-7, n), "test_loss": np.geomspace(5, 1e-3, n),
+            "train_acc": np.linspace(0, 1, n), "test_acc": np.linspace(0, 0.5, n)}
+
+
+def _progress():
+    n, m = len(STEPS), _metrics()
+    return ProgressMeasures(steps=STEPS, key_frequencies=[2, 5], train_loss=m["train_loss"], test_loss=m["test_loss"],
+                            restricted_loss=np.geomspace(3, 1e-6, n), excluded_loss=np.linspace(1, 5, n),
+                            gini_embedding=np.linspace(0, 0.8, n), gini_logit_map=np.linspace(0, 0.9, n),
+                            sum_squared_weights=np.linspace(3000, 900, n), train_acc=m["train_acc"], test_acc=m["test_acc"])
+
+
+PHASES = Phases(memorisation_end=100, cleanup_start=1000, cleanup_end=2000, grokked_step=2000, memorised_step=100)
+
+
+def _sequence_metrics():
+    return {"step": STEPS, "train_d0": np.geomspace(2, 0.1, len(STEPS)), "test_d0": np.geomspace(2, 0.3, len(STEPS)),
+            "induction_head0": np.linspace(0, 1, len(STEPS)), "induction_best0": np.linspace(0.2, 1, len(STEPS))}
+
+
+def all_figures() -> dict:
+    """Every figure function of the module on small made-up inputs."""
+    names = basis_names(P)
+    K = (P - 1) // 2
+    m, irreps = _metrics(), ["trivial", "sign", "standard"]
+    return {
+        "loss_curves": F.loss_curves(m, PHASES),
+        "loss_curves_log": F.loss_curves(m, PHASES, log_x=True),
+        "accuracy_curves": F.accuracy_curves(m),
+        "validation_loss": F.validation_loss(m),
+        "embedding_fourier_norms": F.embedding_fourier_norms(RNG.random(P), names),
+        "spectrum_over_training": F.spectrum_over_training(STEPS, RNG.random((len(STEPS), K)), "spectrum"),
+        "neuron_clusters": F.neuron_clusters(RNG.random((20, K)), {2: [0, 1, 2], 5: [3, 4]}, 0.85),
+        "logit_fourier_2d": F.logit_fourier_2d(RNG.random((P, P)), names),
+        "progress_panels": F.progress_panels(_progress(), PHASES),
+        "tsne_modular": F.tsne_modular(RNG.random((P, 2)), 4),
+        "tsne_group": F.tsne_group(RNG.random((6, 2)), np.array([0, 0, 1, 1, 2, 2]), list("abcdef"), "cosets"),
+        "coset_scores_over_training": F.coset_scores_over_training(STEPS, {"C2 (left)": np.linspace(0, 1, len(STEPS))}),
+        "irrep_shares": F.irrep_shares(irreps, {"W_E": np.array([0.1, 0.2, 0.7])}),
+        "irrep_shares_over_training": F.irrep_shares_over_training(STEPS, irreps, RNG.random((len(STEPS), 3)), "irreps"),
+        "loss_groups": F.loss_groups(_sequence_metrics(), "test_", "per digit"),
+        "train_vs_test": F.train_vs_test({"finite data": _sequence_metrics(), "infinite data": _sequence_metrics()}, "both"),
+        "induction_scores": F.induction_scores(_sequence_metrics(), "induction"),
+        "steps_vs_fraction": F.steps_vs_fraction({"add": ([0.3, 0.5], [4000, 1000])}, "Fig. 1"),
+        "accuracy_vs_fraction": F.accuracy_vs_fraction({"add": ([0.3, 0.5], [0.4, 1.0])}, "Fig. 2"),
+    }
+
+
+FIGS = all_figures()
+
+
+def _axes(fig, letter):
+    """{'x', 'x2', ...: axis object} for every axis of that letter in the layout."""
+    layout = fig.layout.to_plotly_json()
+    return {letter + k[5:]: fig.layout[k] for k in layout if re.fullmatch(f"{letter}axis\\d*", k)}
+
+
+def test_every_public_figure_function_is_covered():
+    public = {n for n, f in vars(F).items() if callable(f) and getattr(f, "__module__", "") == F.__name__
+              and not n.startswith("_") and n not in {"style", "add_phases", "save_figures", "write_html"}}
+    assert public <= set(FIGS), public - set(FIGS)
+
+
+@pytest.mark.parametrize("name", sorted(FIGS))
+def test_no_empty_panel_and_every_axis_titled(name):
+    fig = FIGS[name]
+    used = {(t.xaxis or "x", t.yaxis or "y") for t in fig.data}
+    xs, ys = _axes(fig, "x"), _axes(fig, "y")
+    assert {x for x, _ in used} == set(xs), f"panels without data: {set(xs) - {x for x, _ in used}}"
+    assert {y for _, y in used} == set(ys)
+    for axes, what in ((xs, "column"), (ys, "row")):  # panels in one column (row) may share one x (y) title
+        titled = {tuple(a.domain or (0, 1)) for a in axes.values() if a.title.text}
+        assert all(tuple(a.domain or (0, 1)) in titled for a in axes.values()), f"a {what} of panels without an axis title"
+    assert fig.layout.title.text
+
+
+@pytest.mark.parametrize("name", sorted(FIGS))
+def test_one_style_and_log_axes_in_powers_of_ten(name):
+    fig = FIGS[name]
+    assert fig.layout.template.layout.font.family == F.FONT
+    for axis in [*_axes(fig, "x").values(), *_axes(fig, "y").values()]:
+        if axis.type == "log":  # 10^-6, never the SI "1μ" / "100n"
+            assert (axis.exponentformat, axis.minorloglabels) == ("power", "none")
+        else:
+            assert axis.exponentformat == "none"
+
+
+def test_log_x_leaves_out_step_zero_instead_of_drawing_it_at_one():
+    m = _metrics()
+    for fig in (F.accuracy_curves(m), F.validation_loss(m), F.loss_curves(m, log_x=True)):
+        assert fig.layout.xaxis.type == "log"
+        assert all(min(t.x) == 10 and len(t.x) == len(STEPS) - 1 for t in fig.data)
+    assert min(s.x0 for s in F.loss_curves(m, PHASES, log_x=True).layout.shapes) > 0  # shading from 0 breaks a log axis
+
+
+def test_loss_curves_are_linear_in_steps_by_default_as_in_nanda():
+    fig = F.loss_curves(_metrics())
+    assert (fig.layout.xaxis.type, fig.layout.yaxis.type) == ("linear", "log")
+    assert list(fig.data[0].x) == list(STEPS)
+
+
+def test_titles_name_the_run_and_step():
+    m, names = _metrics(), basis_names(P)
+    with_step = [F.embedding_fourier_norms(RNG.random(P), names, run="r1", step=12000),
+                 F.neuron_clusters(RNG.random((4, 6)), {2: [0, 1]}, 0.85, run="r1", step=12000),
+                 F.logit_fourier_2d(RNG.random((P, P)), names, run="r1", step=12000),
+                 F.irrep_shares(["a"], {"W_U": np.ones(1)}, run="r1", step=12000)]
+    with_run = [F.loss_curves(m, run="r1"), F.accuracy_curves(m, run="r1"), F.validation_loss(m, run="r1"),
+                F.spectrum_over_training(STEPS, np.ones((len(STEPS), 6)), "s", run="r1"),
+                F.progress_panels(_progress(), run="r1"),
+                F.irrep_shares_over_training(STEPS, ["a"], np.ones((len(STEPS), 1)), "i", run="r1")]
+    assert all("run r1, step 12,000" in f.layout.title.text for f in with_step)
+    assert all("run r1" in f.layout.title.text for f in with_run)
+    assert "run" not in F.loss_curves(m).layout.title.text
+
+
+def test_phases_are_in_the_legend_once():
+    for fig in (FIGS["loss_curves"], FIGS["progress_panels"]):
+        legend = [s.name for s in fig.layout.shapes if s.showlegend]
+        assert legend == ["phase: memorisation", "phase: circuit formation", "phase: cleanup"]
+    assert len(FIGS["progress_panels"].layout.shapes) == 3 * 5  # shaded in all five panels
+
+
+def test_logits_2d_names_every_basis_element_readably():
+    fig, names = FIGS["logit_fourier_2d"], basis_names(P)
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert list(axis.ticktext) == names and len(axis.tickvals) == P
+        assert axis.tickfont.size >= 10
+
+
+def test_one_figure_is_self_contained_several_share_plotly_js(tmp_path):
+    one, two = FIGS["accuracy_curves"], FIGS["validation_loss"]
+    F.save_figures({"a": one}, tmp_path / "one", png=False)
+    html = (tmp_path / "one" / "a.html").read_text()
+    assert not (tmp_path / "one" / "plotly.min.js").exists() and len(html) > 1_000_000  # plotly.js inside
+    F.save_figures({"a": one, "b": two}, tmp_path / "set", png=False)
+    assert (tmp_path / "set" / "plotly.min.js").stat().st_size > 1_000_000
+    for stem in "ab":
+        html = (tmp_path / "set" / f"{stem}.html").read_text()
+        assert len(html) < 100_000 and 'src="plotly.min.js"' in html
+        assert "typeof Plotly === 'undefined'" in html  # opened alone, it says what to copy instead of a blank page
+    F.save_figures({"a": one, "b": two}, tmp_path / "forced", png=False, self_contained=True)
+    assert not (tmp_path / "forced" / "plotly.min.js").exists()
