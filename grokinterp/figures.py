@@ -407,7 +407,7 @@ def census_bars(rows: list[dict], title: str) -> go.Figure:
     (right), split by whether k-means recovers that class's cosets."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("dominant irrep of W_U (share > 50%)", "best coset class"),
                         horizontal_spacing=0.12)
-    fig.update_layout(template=TEMPLATE, title=title, barmode="stack", width=1000, height=450)
+    fig.update_layout(title=title, barmode="stack", width=WIDE, height=HEIGHT)
     grokked = [r for r in rows if r["grokked_step"] is not None]
     for col, key in ((1, lambda r: r["irrep"] if r["irrep_dominant"] else "none"), (2, lambda r: r["best_class"])):
         cats = sorted({key(r) for r in grokked}, key=lambda c: -sum(key(r) == c for r in grokked))
@@ -415,4 +415,5 @@ def census_bars(rows: list[dict], title: str) -> go.Figure:
             fig.add_trace(go.Bar(x=cats, y=[sum(key(r) == c and r["clusters_into_cosets"] == verdict for r in grokked) for c in cats],
                                  name=name, marker_color=color, showlegend=col == 1), row=1, col=col)
         fig.update_yaxes(title_text="seeds", row=1, col=col)
-    return fig
+        fig.update_xaxes(title_text="irrep" if col == 1 else "subgroup class", row=1, col=col)
+    return style(fig)

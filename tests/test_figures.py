@@ -62,6 +62,10 @@ def all_figures() -> dict:
         "induction_scores": F.induction_scores(_sequence_metrics(), "induction"),
         "steps_vs_fraction": F.steps_vs_fraction({"add": ([0.3, 0.5], [4000, 1000])}, "Fig. 1"),
         "accuracy_vs_fraction": F.accuracy_vs_fraction({"add": ([0.3, 0.5], [0.4, 1.0])}, "Fig. 2"),
+        "census_bars": F.census_bars([{"grokked_step": 100, "irrep": "standard", "irrep_dominant": True, "best_class": "S4",
+                                       "clusters_into_cosets": True},
+                                      {"grokked_step": 200, "irrep": "dim5a", "irrep_dominant": False, "best_class": "D5",
+                                       "clusters_into_cosets": False}], "census"),
     }
 
 

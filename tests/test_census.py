@@ -1,0 +1,83 @@
+"""The census of group runs: planted coset structure is found per seed, random weights claim nothing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from grokinterp.analysis.census import census_row, class_coset_fraction
+from grokinterp.census import census_report, census_table
+from grokinterp.cli import main
+from grokinterp.tasks import Task
+
+G = Task("s5_mul", 0).group
+
+
+def _subgroup(name):
+    return next(h for h in G.subgroups if h.name == name)
+
+
+def _planted(name, noise=0.05, seed=0, d=32):
+    """Output vectors constant (up to noise) on the left cosets of the first subgroup called ``name``."""
+    rng = np.random.default_rng(seed)
+    labels = G.coset_labels(_subgroup(name).elements, "left")
+    centres = rng.normal(size=(labels.max() + 1, d))
+    return torch.tensor(centres[labels] + noise * rng.normal(size=(G.n, d)))
+
+
+def _member(X_final, seed, grokked=True):
+    steps = np.array([0, 50, 100])
+    acc = np.array([0.0, 0.5, 1.0 if grokked else 0.5])
+    X = torch.stack([torch.randn(G.n, X_final.shape[1], dtype=torch.float64), X_final, X_final])
+    return {"run": f"m{seed}", "seed": seed, "frac": 0.5, "steps": list(steps), "X": X,
+            "metrics": {"step": steps, "train_acc": np.ones(3), "test_acc": acc}}
+
+
+def test_class_coset_fraction_tells_the_class_apart():
+    d5 = _subgroup("D5")
+    labels = G.coset_labels(d5.elements, "right")
+    members = {frozenset(h.elements) for h in G.subgroup_classes()[d5.class_id]}
+    others = {frozenset(h.elements) for h in G.subgroup_classes()[_subgroup("D6").class_id]}
+    assert class_coset_fraction(G, labels, members) == 1.0
+    assert class_coset_fraction(G, labels, others) == 0.0
+    assert class_coset_fraction(G, np.random.default_rng(0).permutation(labels), members) < 0.5
+
+
+def test_planted_d5_cosets_are_found_and_dated():
+    X = _planted("D5")
+    row = census_row(torch.stack([torch.randn(G.n, 32, dtype=torch.float64), X]), G, [0, 100])
+    assert row["best_class"] == "D5" and row["n_cosets"] == 12
+    assert row["clusters_into_cosets"] and row["cosets_first_recovered_at"] == 100
+    assert row["score"] > 0.9 and row["z_vs_random"] > 10 and row["z_vs_best_of_random_matrices"] > 10
+
+
+def test_random_weights_claim_no_structure():
+    row = census_row(torch.randn(2, G.n, 32, dtype=torch.float64), G, [0, 100])
+    assert not row["irrep_dominant"] and not row["clusters_into_cosets"]
+    assert row["cosets_first_recovered_at"] is None
+    assert abs(row["z_vs_best_of_random_matrices"]) < 3  # the best partition of noise is what noise gives
+
+
+def test_census_counts_and_figure():
+    members = [_member(_planted("S4", seed=s), s) for s in range(2)] + [_member(_planted("D5", seed=9), 9),
+                                                                        _member(torch.randn(G.n, 32, dtype=torch.float64), 5, False)]
+    rows = census_table(members, G)
+    rep = census_report(rows, "test census")
+    assert rep.payload["grokked"] == 3
+    assert rep.payload["clustered_best_class"] == {"S4": 2, "D5": 1}
+    assert "k-means recovers the cosets of the best class in 3" in "\n".join(rep.lines)
+    bars = rep.figures["census"].data
+    assert sum(sum(b.y) for b in bars) == 2 * 3  # each grokked seed once per panel
+
+
+def test_census_command_on_a_group_sweep(tmp_path, capsys):
+    from grokinterp.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(name="g", tasks=["s5_mul"], fracs=[0.5], seeds=[0, 1], model="tiny-1l", lr=1e-2, steps=20, checkpoint_every=10)
+    run_sweep(spec, tmp_path, progress=False)
+    assert main(["census", "--sweep", "g", "--runs-dir", str(tmp_path), "--json", "--no-figures"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seeds"] == 2 and len(out["rows"]) == 2 and (tmp_path / "g" / "census.csv").is_file()
+    assert main(["census", "--sweep", "nothing", "--runs-dir", str(tmp_path)]) == 2
+    assert "no sweep named" in capsys.readouterr().err
