@@ -4,7 +4,8 @@
 
 PACKED_DIR holds ``census_meta.tgz`` (every member's config.json and metrics.csv) and
 ``embeddings_<sweep>.safetensors`` (W_U at every saved step). Writes
-``docs/data/s5_census_<sweep>.csv`` and ``docs/figures/s5_census_<sweep>.png`` (HTML beside it),
+``docs/data/s5_census_<sweep>.csv`` and ``docs/figures/s5_census_<sweep>.png`` (HTML beside it; no
+figure where no seed generalised),
 and prints the summary that ``grokinterp census`` prints for a sweep folder.
 """
 
@@ -56,5 +57,5 @@ for emb in sorted(packed.glob("embeddings_*.safetensors")):
              f"{rows[0]['steps']:,} steps")
     report = census_report(rows, title)
     write_csv(rows, out / "data" / f"s5_census_{sweep}.csv")
-    save_figures({f"s5_census_{sweep}": report.figures["census"]}, out / "figures")
+    save_figures({f"s5_census_{sweep}": fig for fig in report.figures.values()}, out / "figures")
     print("\n".join(report.lines))

@@ -80,7 +80,8 @@ def census_report(rows: list[dict], title: str) -> Report:
                          f"(k-means recovers its cosets in {sum(r['clusters_into_cosets'] for r in seeds)})")
     payload = {"title": title, "seeds": n, "grokked": len(grokked), "dominant_irrep": dict(dominant),
                "clustered_best_class": dict(classes), "rows": rows}
-    return Report(payload, lines, {"census": F.census_bars(rows, title)})
+    figures = {"census": F.census_bars(rows, title)} if grokked else {}  # no empty figure: the lines say why
+    return Report(payload, lines, figures)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

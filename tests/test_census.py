@@ -69,6 +69,7 @@ def test_census_counts_and_figure():
     assert "k-means recovers the cosets of the best class in 3" in "\n".join(rep.lines)
     bars = rep.figures["census"].data
     assert sum(sum(b.y) for b in bars) == 2 * 3  # each grokked seed once per panel
+    assert census_report(rows[-1:], "no seed generalised").figures == {}  # no empty figure
 
 
 def test_census_command_on_a_group_sweep(tmp_path, capsys):
