@@ -57,7 +57,7 @@ from .store import (
 
 BUFFERS = ("mask", "IGNORE")  # attention buffers some state dicts carry; not parameters
 NANDA_TASKS = {"add": "add", "subtract": "sub", "x2xyy2": "quad"}  # fn_name in Nanda's Config -> our task
-TORCH_SUFFIXES = (".pt", ".pth")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 
 
 @dataclass
@@ -65,7 +65,6 @@ class Checkpoints:
     """What a source file or folder holds, before conversion. Losses are as recorded: per epoch (index =
     step) or per checkpoint."""
 
-    source: Path
     states: list[dict[str, Tensor]]
     steps: list[int] | None = None
     train_losses: list[float] | None = None
@@ -185,13 +184,9 @@ def _step_from_name(path: Path) -> int | None:
     return int(digits[-1]) if digits else None
 
 
-def _read_one(path: Path) -> tuple[dict, int | None, dict]:
-    """One checkpoint file: (state dict, step or None, {train_loss, test_loss} where recorded)."""
-    if path.suffix == ".safetensors":
-        tensors, meta = read_tensors(path)
-        step = meta.get("step")
-        return tensors, int(step) if step is not None and step.isdigit() else None, {}
-    obj = safe_load(path)
+def _one_checkpoint(obj, path: Path) -> tuple[dict, int | None, dict]:
+    """A loaded checkpoint: a state dict, or a dict holding one under ``model`` / ``state_dict`` (Nanda's
+    per-epoch files) -> (state dict, step or None, {train_loss, test_loss} where recorded)."""
     if isinstance(obj, dict) and isinstance(obj.get("model", obj.get("state_dict")), dict):
         step = obj.get("step", obj.get("epoch"))
         losses = {k: float(obj[k]) for k in ("train_loss", "test_loss") if isinstance(obj.get(k), (int, float, Tensor))}
@@ -199,11 +194,20 @@ def _read_one(path: Path) -> tuple[dict, int | None, dict]:
     return _state_dict(obj, path), None, {}
 
 
+def _read_one(path: Path) -> tuple[dict, int | None, dict]:
+    """One checkpoint file, as ``_one_checkpoint``; safetensors give their step in the metadata."""
+    if path.suffix == ".safetensors":
+        tensors, meta = read_tensors(path)
+        step = meta.get("step")
+        return tensors, int(step) if step is not None and step.isdigit() else None, {}
+    return _one_checkpoint(safe_load(path), path)
+
+
 def read_checkpoints(source: str | Path) -> Checkpoints:
     """Read a checkpoint folder or file (see the module docstring), safely; nothing is converted yet."""
     source = Path(source)
     if source.is_dir():
-        files = sorted(f for f in source.iterdir() if f.suffix in (".safetensors",) + TORCH_SUFFIXES and f.is_file())
+        files = sorted(f for f in source.iterdir() if f.suffix in CHECKPOINT_SUFFIXES and f.is_file())
         if not files:
             raise RunError(f"{source} has no .safetensors, .pt or .pth files")
         states, steps, recorded = [], [], []
@@ -218,7 +222,7 @@ def read_checkpoints(source: str | Path) -> Checkpoints:
         if len(set(steps)) != len(steps):
             raise RunError(f"{source} has two checkpoints for one step; keep one file per step")
         order = np.argsort(steps)
-        ck = Checkpoints(source, [states[i] for i in order], [steps[i] for i in order])
+        ck = Checkpoints([states[i] for i in order], [steps[i] for i in order])
         if all("train_loss" in r and "test_loss" in r for r in recorded):
             ck.train_losses = [recorded[i]["train_loss"] for i in order]
             ck.test_losses = [recorded[i]["test_loss"] for i in order]
@@ -227,14 +231,14 @@ def read_checkpoints(source: str | Path) -> Checkpoints:
         raise RunError(f"{source} does not exist")
     if source.suffix == ".safetensors":
         state, step, _ = _read_one(source)
-        return Checkpoints(source, [state], [step or 0])
+        return Checkpoints([state], [step or 0])
     obj = safe_load(source)
     if isinstance(obj, (list, tuple)):
-        return Checkpoints(source, [_state_dict(s, source) for s in obj])
+        return Checkpoints([_state_dict(s, source) for s in obj])
     if isinstance(obj, dict):
         listed = obj.get("state_dicts", obj.get("checkpoints"))
         if isinstance(listed, (list, tuple)):
-            ck = Checkpoints(source, [_state_dict(s, source) for s in listed])
+            ck = Checkpoints([_state_dict(s, source) for s in listed])
             if obj.get("checkpoint_epochs") is not None:
                 ck.steps = _indices(obj["checkpoint_epochs"], "checkpoint_epochs", source).tolist()
                 if len(ck.steps) != len(ck.states):
@@ -248,8 +252,8 @@ def read_checkpoints(source: str | Path) -> Checkpoints:
             if not isinstance(ck.config, dict):
                 ck.config = {"value": ck.config}
             return ck
-        state, step, _ = _read_one(source)
-        return Checkpoints(source, [state], [step or 0])
+        state, step, _ = _one_checkpoint(obj, source)
+        return Checkpoints([state], [step or 0])
     raise RunError(f"{source} holds a {type(obj).__name__}, not state dicts; see `grokinterp import --help` for the layouts read")
 
 
@@ -347,17 +351,18 @@ def checkpoint_metrics(weights: dict[int, dict[str, Tensor]], cfg: RunConfig, tr
     return rows
 
 
-def _split(task_len: int, train_idx, frac, split_seed, cfg_task) -> tuple[np.ndarray, str]:
+def _split(task, train_idx, frac, split_seed) -> tuple[np.ndarray, str]:
+    """Train indices into ``task.pairs``, and how they were chosen."""
     if train_idx is not None:
         if frac is not None or split_seed is not None:
             raise ConfigError("give the split once: train indices, or --frac and --split-seed")
         idx = np.unique(np.asarray(train_idx, dtype=np.int64))
-        if not len(idx) or idx.min() < 0 or idx.max() >= task_len or len(idx) == task_len:
-            raise RunError(f"train indices must be distinct pair indices in 0..{task_len - 1}, leaving a test set")
+        if not len(idx) or idx.min() < 0 or idx.max() >= len(task) or len(idx) == len(task):
+            raise RunError(f"train indices must be pair indices in 0..{len(task) - 1} of {task.formula}, leaving a test set")
         return idx, "train indices"
     if frac is None or split_seed is None:
         raise ConfigError("say which pairs were trained on: --frac F --split-seed S, or --train-indices FILE")
-    return cfg_task.split(frac, split_seed)[0], f"frac {frac}, split seed {split_seed}"
+    return task.split(frac, split_seed)[0], f"frac {frac}, split seed {split_seed}"
 
 
 def from_models(models_or_state_dicts, steps: list[int], task: str, p: int = 0, train_idx=None, frac: float | None = None,
@@ -378,7 +383,7 @@ def from_models(models_or_state_dicts, steps: list[int], task: str, p: int = 0, 
     model = model or infer_model(converted[0], task, p)
     probe = RunConfig(name=validate_run_name(name), task=task, p=p, model=model)
     t = probe.make_task()
-    idx, split_note = _split(len(t), train_idx, frac, split_seed, t)
+    idx, split_note = _split(t, train_idx, frac, split_seed)
     steps = [int(s) for s in steps]
     cfg = probe.replace(frac=len(idx) / len(t), split_seed=split_seed if split_seed is not None else -1,
                         steps=max(max(steps), 1), checkpoint_every=int(max(1, min(np.diff(sorted(steps)), default=1))),
