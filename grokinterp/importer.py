@@ -444,7 +444,7 @@ def import_run(source: str | Path, name: str | None = None, runs_dir: str | Path
     elif checkpoint_every is not None:
         raise ConfigError(f"{source} gives its checkpoints' steps; leave out --checkpoint-every")
     else:
-        steps_note = "as recorded in the source"
+        steps_note = "from the source"
     task = task or NANDA_TASKS.get(ck.config.get("fn_name"))
     if task is None:
         raise ConfigError(f"say which task {source} was trained on: --task (e.g. add)")
