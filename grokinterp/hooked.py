@@ -83,3 +83,7 @@ class PostLNTransformer(HookedRootModule):
         for block in self.blocks:
             resid = block(resid)
         return self.unembed(resid)
+
+    def to(self, *args, print_details: bool = False, **kwargs):
+        """``nn.Module.to``, also taking HookedTransformer's ``print_details`` (so code written for one runs on both)."""
+        return super().to(*args, **kwargs)

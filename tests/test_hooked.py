@@ -39,7 +39,7 @@ def test_post_ln_model_matches_the_engine(device):
 
 
 def test_post_ln_model_has_hooked_transformer_hook_names():
-    post = set(build_model("power-2l-post", 22, 20, 4, seed=0).hook_dict)
+    post = set(build_model("power-2l-post", 22, 20, 4, seed=0).to("cpu", print_details=False).hook_dict)
     pre = set(build_model("power-2l", 22, 20, 4, seed=0).hook_dict)
     optional = {"hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input", "hook_mlp_in"}  # off by default in TL
     expected = {h for h in pre if not h.startswith("ln_final.") and h.rsplit(".", 1)[-1] not in optional}

@@ -199,7 +199,8 @@ def test_refusals_write_nothing(tiny_run, sources, tmp_path, capsys):
 
 def test_run_in_memory_equals_the_run_on_disk(tiny_run, original):
     steps = tiny_run.steps
-    mem = gi.from_models([tiny_run.model(s) for s in steps], steps, "add", p=23, train_idx=tiny_run.train_idx, name="mem")
+    models = [tiny_run.model(s) for s in steps[:2]] + [tiny_run.weights(s) for s in steps[2:]]  # HookedTransformers, state dicts
+    mem = gi.from_models(models, steps, "add", p=23, train_idx=tiny_run.train_idx, name="mem")
     assert mem.name == "mem" and mem.config.model == "tiny-1l" and mem.steps == steps
     for k in ("train_loss", "test_loss", "train_acc", "test_acc"):
         np.testing.assert_allclose(mem.metrics[k], tiny_run.metrics[k], rtol=1e-6, atol=1e-12)
