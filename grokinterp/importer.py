@@ -266,13 +266,14 @@ def is_nanda_layout(state: dict[str, Tensor]) -> bool:
 
 
 def to_transformer_lens(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """TransformerLens names and shapes from either layout; attention buffers dropped, float32.
+    """TransformerLens names and shapes from either layout, as float32 copies; attention buffers dropped.
 
     Nanda's layout: W_E^T; W_Q, W_K, W_V (heads, d_head, d_model) -> (heads, d_model, d_head);
     W_O (d_model, heads * d_head) -> (heads, d_head, d_model); W_in^T, W_out^T; W_U and W_pos kept;
     only the MLP's biases kept (the rest are zero, filled in by ``fit_to_task``).
     """
-    out = {k: v.detach().float().cpu() for k, v in state.items() if k.rsplit(".", 1)[-1] not in BUFFERS}
+    # copies: a live model's parameters (or its state_dict()) must not change the run afterwards
+    out = {k: v.detach().float().cpu().clone() for k, v in state.items() if k.rsplit(".", 1)[-1] not in BUFFERS}
     if not is_nanda_layout(out):
         return out
     converted = {}
