@@ -202,6 +202,9 @@ def test_run_in_memory_equals_the_run_on_disk(tiny_run, original):
     models = [tiny_run.model(s) for s in steps[:2]] + [tiny_run.weights(s) for s in steps[2:]]  # HookedTransformers, state dicts
     mem = gi.from_models(models, steps, "add", p=23, train_idx=tiny_run.train_idx, name="mem")
     assert mem.name == "mem" and mem.config.model == "tiny-1l" and mem.steps == steps
+    with torch.no_grad():
+        models[0].embed.W_E.zero_()  # the run holds copies: training the model on does not change it
+    assert torch.equal(mem.weights(steps[0])["embed.W_E"], tiny_run.weights(steps[0])["embed.W_E"])
     for k in ("train_loss", "test_loss", "train_acc", "test_acc"):
         np.testing.assert_allclose(mem.metrics[k], tiny_run.metrics[k], rtol=1e-6, atol=1e-12)
     for analysis in ("fourier", "progress"):
