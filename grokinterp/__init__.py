@@ -2,8 +2,9 @@
 
     import grokinterp as gi
     run = gi.load_run("modadd113")
-    model = run.model(step=10_000)          # a TransformerLens HookedTransformer
+    model = run.model(step=10_000)          # a TransformerLens HookedTransformer (post-LN runs: a HookedRootModule)
     logits, cache = model.run_with_cache(run.task.all_inputs())
+    gi.fourier(run), gi.progress(run)       # one call per analysis; gi.from_models(...) makes a run in memory
 """
 
 __version__ = "0.1.0"
@@ -26,4 +27,17 @@ def train(configs, **kwargs):
     return _train(configs if isinstance(configs, (list, tuple)) else [configs], **kwargs)
 
 
-__all__ = ["PRESETS", "RunConfig", "preset", "TASKS", "Task", "load_run", "train", "__version__"]
+# imported on first use, so `import grokinterp` stays light (no torch, no TransformerLens)
+_LAZY = {"fourier": "api", "progress": "api", "tsne": "api", "cosets": "api", "reps": "api", "phases": "api",
+         "from_models": "importer", "import_run": "importer", "Run": "runs"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'grokinterp' has no attribute {name!r}")
+
+
+__all__ = ["PRESETS", "RunConfig", "preset", "TASKS", "Task", "load_run", "train", "__version__", *_LAZY]

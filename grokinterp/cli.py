@@ -315,6 +315,31 @@ COMMANDS = {"phases": cmd_phases, "sweep": cmd_sweep, "figures": cmd_figures, "e
             "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps, "census": cmd_census}
 
 
+def cmd_import(args) -> int:
+    from .importer import import_run
+
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError("--checkpoint-every must be positive")
+    run_dir, s = import_run(args.source, args.name, args.runs_dir, args.task, args.p, args.frac, args.split_seed,
+                            args.train_indices, args.model, args.checkpoint_every, progress=not (args.json or args.no_progress))
+    lines = [f"imported {s['checkpoints']} checkpoints (steps {s['first_step']:,} to {s['last_step']:,}, {s['steps']}) of {s['model']} "
+             f"from {args.source} ({s['layout']} layout) -> {run_dir}",
+             f"  task {s['task']}: {s['n_train']} train / {s['n_test']} test pairs (split: {s['split']})"]
+    if s["dropped_equals_output"]:
+        lines.append("  the source's model has an output for '=' too; the run leaves it out (its logits cover the answers)")
+    for k, c in s["loss_check"].items():
+        lines.append(f"  last checkpoint: {k.replace('_', ' ')} recomputed {c['recomputed']:.6g}, recorded in the source "
+                     f"{c['recorded']:.6g}, difference {c['difference']:+.2e}")
+    if not s["loss_check"]:
+        lines.append("  the source records no losses to check against")
+    lines.append(f"  analyse it: grokinterp fourier --run {s['run']}" + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))
+    _emit(args, s, lines)
+    return 0
+
+
+COMMANDS["import"] = cmd_import
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokinterp", description="Train grokking models and take them apart.")
     parser.add_argument("--version", action="version", version=f"grokinterp {__import__('grokinterp').__version__}")
@@ -442,6 +467,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
     p.add_argument("--no-figures", action="store_true", help="skip writing figures")
     p.add_argument("--out", help="folder for figures (default: <sweep>/figures)")
+    p = sub.add_parser("import", help="turn other people's checkpoints (a file or a folder) into a run directory",
+                       description="Read checkpoints safely (never unpickling code) and write an ordinary run directory. "
+                       "SOURCE: a folder with one .safetensors/.pt/.pth per step, or one .pt/.pth holding a list of state "
+                       "dicts or a dict with 'state_dicts'/'checkpoints' (Nanda's progress-measures run, TransformerLens' "
+                       "grokking demo). See docs/bring-your-own-run.md.")
+    p.add_argument("source", help="checkpoint file or folder")
+    p.add_argument("--name", help="run name (default: the source's name without its suffix)")
+    p.add_argument("--task", help=f"operation the model learned: {', '.join(TASKS)} (default: from the source's config)")
+    p.add_argument("--p", type=int, help="modulus for modular tasks (default: from the source's config)")
+    p.add_argument("--frac", type=float, help="training fraction of the split (with --split-seed; grokinterp's Task.split)")
+    p.add_argument("--split-seed", type=int, help="seed of the split (with --frac)")
+    p.add_argument("--train-indices", help="file of training pair indices (x * p + y for modular tasks): a JSON list, or numbers "
+                   "separated by commas or spaces")
+    p.add_argument("--model", help=f"model the weights fit (default: found from their shapes): {', '.join(MODELS)}")
+    p.add_argument("--checkpoint-every", type=int, help="steps between the checkpoints of a list that gives no steps")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_runs_dir(p)
     return parser
 
 

@@ -12,9 +12,9 @@ Inputs are the 4 tokens ``x op y =``; the answer is read at ``=``.
 ``power-2l-post``: Power et al.'s own block, from their public code: post-LayerNorm blocks
 (``x = LN(x + attn(x)); x = LN(x + mlp(x))``, no final LayerNorm), fixed sinusoidal positions and
 PyTorch's default initialisation (embeddings N(0, 1), linear weights U(+-1/sqrt(fan_in))). Same
-parameter names and shapes as ``power-2l`` (less ``ln_final``); HookedTransformer cannot express
-post-LN blocks, so its runs have no ``run.model()``; the weight-based analyses and the engine
-forward work on them.
+parameter names and shapes as ``power-2l`` (less ``ln_final``). HookedTransformer cannot express
+post-LN blocks, so ``build_model`` returns ``hooked.PostLNTransformer`` for it: a TransformerLens
+``HookedRootModule`` with a HookedTransformer's hook names.
 
 ``tiny-1l``: nanda-1l at d_model 64, 4 heads of 16, d_mlp 256, for tests and quick experiments.
 
@@ -75,9 +75,6 @@ def hooked_config(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: 
     from transformer_lens import HookedTransformerConfig
 
     spec = model_spec(model)
-    if spec.post_ln:
-        raise ModelError(f"model {model!r} has post-LayerNorm blocks, which HookedTransformer cannot express; "
-                         "use the weights (run.weights, run.stacked_weights) and the analyses instead")
     return HookedTransformerConfig(
         n_layers=spec.n_layers,
         d_model=spec.d_model,
@@ -97,12 +94,25 @@ def hooked_config(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: 
 
 
 def build_model(model: str, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: int, device: str = "cpu"):
-    """A freshly initialised ``HookedTransformer`` (TransformerLens init, seeded)."""
+    """A freshly initialised hooked model, seeded: a ``HookedTransformer`` (TransformerLens init), or
+    for post-LN models a ``hooked.PostLNTransformer`` holding ``init_params`` (the engine's init)."""
+    import torch
     from transformer_lens import HookedTransformer
 
-    ht = HookedTransformer(hooked_config(model, d_vocab, d_vocab_out, n_ctx, seed, device))
+    cfg = hooked_config(model, d_vocab, d_vocab_out, n_ctx, seed, device)
+    if model_spec(model).post_ln:
+        from .hooked import PostLNTransformer
+
+        ht = PostLNTransformer(cfg)
+        init = init_params(model, d_vocab, d_vocab_out, n_ctx, seed)
+        with torch.no_grad():
+            for name, p in ht.named_parameters():
+                p.copy_(init[name])
+        ht = ht.to(device)
+    else:
+        ht = HookedTransformer(cfg)
     for name, p in ht.named_parameters():
-        if not is_trainable(name):
+        if not is_trainable(name, model_spec(model)):
             p.requires_grad_(False)
     return ht
 

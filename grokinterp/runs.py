@@ -209,3 +209,38 @@ def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
                 seen.add(sub.name)
                 out.append(Run(sub))
     return out
+
+
+class InMemoryRun(Run):
+    """A run held in memory (``grokinterp.from_models``): the ``Run`` surface, nothing on disk.
+
+    ``weights``: {step: {parameter name: tensor}} in TransformerLens names and shapes; ``train_idx``:
+    indices into ``config.make_task().pairs``; ``metrics``: rows like metrics.csv's. ``path`` is only
+    the run's name (figures from the CLI need a run directory: write one with ``grokinterp import``).
+    """
+
+    def __init__(self, config: RunConfig, weights: dict[int, dict], train_idx: np.ndarray, metrics: list[dict],
+                 record: dict | None = None):
+        super().__init__(Path(config.name))
+        self._weights = {int(s): w for s, w in sorted(weights.items())}
+        self.metric_rows = metrics
+        self.__dict__.update(config=config, train_idx=np.asarray(train_idx, dtype=np.int64),
+                             record={"config": config.to_dict(), "command": "", **(record or {})})
+        if not self._weights:
+            raise RunError(f"run {self.name} has no checkpoints")
+        for step, w in self._weights.items():
+            self._check_shapes(w, step)
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        keys = self.metric_rows[0].keys() if self.metric_rows else ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
+        return {k: np.array([r[k] for r in self.metric_rows]) for k in keys}
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self._weights)
+
+    def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
+        w = self._weights[self.resolve_step(step)]
+        # in the order a run directory gives them (safetensors sorts names), so sums over parameters agree
+        return {k: w[k].float() for k in (sorted(w) if names is None else names)}

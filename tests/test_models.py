@@ -14,16 +14,13 @@ def test_parameter_counts():
     assert all(not p.requires_grad for n, p in power.named_parameters() if n.rsplit(".", 1)[-1].startswith("b_"))
 
 
-HOOKED = [n for n, s in MODELS.items() if not s.post_ln]  # HookedTransformer has no post-LN blocks
-
-
-@pytest.mark.parametrize("name", HOOKED)
+@pytest.mark.parametrize("name", list(MODELS))
 def test_parameter_shapes_match_hooked_transformer(name):
     ht = build_model(name, 15, 13, 5, seed=0)
     assert list(parameter_shapes(name, 15, 13, 5).items()) == [(n, tuple(p.shape)) for n, p in ht.named_parameters()]
 
 
-@pytest.mark.parametrize("name", HOOKED)
+@pytest.mark.parametrize("name", list(MODELS))
 def test_init_params_equal_hooked_transformer_init(name):
     ht = build_model(name, 15, 13, 5, seed=3)
     ours = init_params(name, 15, 13, 5, seed=3)
@@ -116,8 +113,8 @@ def test_power_post_init_and_frozen_positions():
     torch.testing.assert_close(pe[1, :2], torch.tensor([math.sin(1), math.cos(1)]))
     torch.testing.assert_close(pe[3, 2:4], torch.tensor([math.sin(3 / 10000 ** (2 / 128)), math.cos(3 / 10000 ** (2 / 128))]))
     assert not is_trainable("pos_embed.W_pos", spec) and is_trainable("pos_embed.W_pos", model_spec("power-2l"))
-    with pytest.raises(ModelError, match="post-LayerNorm"):
-        build_model("power-2l-post", 122, 120, 4, seed=0)
+    hooked = dict(build_model("power-2l-post", 122, 120, 4, seed=0).named_parameters())
+    assert not hooked["pos_embed.W_pos"].requires_grad and hooked["blocks.0.attn.W_Q"].requires_grad
 
 
 def test_adamw_matches_torch():

@@ -1,0 +1,66 @@
+"""One public call per analysis the CLI runs, on a ``Run`` (loaded, imported or made in memory).
+
+    import grokinterp as gi
+    rep = gi.fourier("modadd113")            # a run name or path, or a Run
+    rep.payload                              # what `grokinterp fourier --json` writes (less the figure files)
+    print("\\n".join(rep.lines))              # what `grokinterp fourier` prints
+    rep.figures["fourier_embedding"].show()  # the plotly figures it saves
+
+Each call returns the ``report.Report`` (payload, lines, figures) of the command of the same name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runs import Run, load_run
+from .store import RunError
+
+
+def _run(run: Run | str | Path, runs_dir=None) -> Run:
+    return run if isinstance(run, Run) else load_run(run, runs_dir)
+
+
+def fourier(run, step: int | None = None, threshold: float = 0.85, runs_dir=None):
+    """Key frequencies and Fourier spectra at one checkpoint (``grokinterp fourier``; modular tasks)."""
+    from .report import fourier_report
+
+    return fourier_report(_run(run, runs_dir), step=step, threshold=threshold)
+
+
+def progress(run, key_freqs: list[int] | None = None, progress: bool = False, runs_dir=None):
+    """Progress measures and phases over every checkpoint (``grokinterp progress``; modular tasks)."""
+    from .report import progress_report
+
+    return progress_report(_run(run, runs_dir), key_freqs=key_freqs, progress=progress)
+
+
+def tsne(run, step: int | None = None, seed: int = 0, k: int = 8, runs_dir=None):
+    """t-SNE of the output weights, Power et al. Fig. 3 (``grokinterp tsne``)."""
+    from .report import tsne_report
+
+    return tsne_report(_run(run, runs_dir), step=step, seed=seed, k=k)
+
+
+def cosets(run, matrix: str = "W_U", clusters: str = "kmeans", runs_dir=None):
+    """Coset structure of W_U or W_E over training (``grokinterp cosets``; group tasks)."""
+    from .report import cosets_report
+
+    return cosets_report(_run(run, runs_dir), matrix=matrix, clusters=clusters)
+
+
+def reps(run, step: int | None = None, runs_dir=None):
+    """Irrep shares of W_E, W_U and the logits (``grokinterp reps``; group tasks)."""
+    from .report import reps_report
+
+    return reps_report(_run(run, runs_dir), step=step)
+
+
+def phases(run, compare=None, runs_dir=None):
+    """Phase changes of a sequence run, optionally beside a second one (``grokinterp phases``)."""
+    from .report import phases_report
+
+    run = _run(run, runs_dir)
+    if run.kind != "sequence":
+        raise RunError(f"run {run.name} is not a sequence run; for modular runs use gi.progress")
+    return phases_report(run.path, None if compare is None else _run(compare, runs_dir).path)
