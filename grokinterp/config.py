@@ -143,7 +143,7 @@ PRESETS: dict[str, RunConfig] = {
         seed=0,
         model="tiny-1l",
         lr=1e-2,
-        steps=1_000,
+        steps=1_500,  # test accuracy 96% at 1,000 steps, 100% from 1,300 (torch 2.13 CPU)
         checkpoint_every=50,
         description="a+b mod 23 on a small 1-layer model: groks on a CPU in well under a minute",
     ),

@@ -21,7 +21,7 @@ def test_tiny_run_memorises_then_generalises(tiny_run):
     assert m["step"][generalised] >= 5 * m["step"][memorised]  # ... generalised much later
     assert m["test_acc"][-1] >= 0.95
     assert m["train_loss"][-1] < m["train_loss"][0]
-    assert tiny_run.steps[:4] == [0, 1, 2, 3] and tiny_run.steps[-1] == 1000  # log-spaced, then every 50
+    assert tiny_run.steps[:4] == [0, 1, 2, 3] and tiny_run.steps[-1] == 1500  # log-spaced, then every 50
 
 
 def test_loaded_model_is_a_hooked_transformer(tiny_run):
