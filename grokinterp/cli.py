@@ -208,6 +208,8 @@ def cmd_progress(args) -> int:
 def cmd_tsne(args) -> int:
     from .report import tsne_report
 
+    if args.k < 1:
+        raise UsageError(f"--k must be at least 1 (lines x -> x+k, colours x mod k), got {args.k}")
     return _report_command(args, tsne_report(_open_run(args), args.step, args.seed, args.k))
 
 
