@@ -33,7 +33,8 @@ def _fmt_freqs(ks) -> str:
 
 
 def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -> Report:
-    """Key frequencies (three rules), their share of embedding, neurons and logits at one checkpoint."""
+    """Key frequencies (the neuron rule; the two spectrum gap rules beside it), their share of
+    embedding, neurons and logits at one checkpoint. No neuron clusters: no key frequencies."""
     from . import figures as F
     from .analysis import fourier as fa
     from .analysis.batched import logits_and_neurons
@@ -45,7 +46,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     logits, acts = logits_and_neurons(w, run.task, spec)
     grid_acts = acts[0].reshape(p, p, -1)
     kf = fa.key_frequencies(w, grid_acts, p, threshold)
-    keys = kf.from_neurons or kf.from_logit_map
+    keys = kf.keys
     directions = fa.answer_directions(run.task.labels, p, keys)
     logit_share = float(fa.logit_variance_explained(logits, directions)[0])
     grid_logits = logits[0].reshape(p, p, -1)
@@ -57,10 +58,12 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     payload = {
         "run": run.name, "step": step, "p": p,
         "key_frequencies": keys,
+        "no_key_frequencies_because": kf.why_none,
         "key_frequencies_neurons": kf.from_neurons,
         "key_frequencies_embedding": kf.from_embedding,
         "key_frequencies_logit_map": kf.from_logit_map,
         "rules_agree": kf.agree,
+        "largest_neuron_share": kf.top_neuron_share,
         "neuron_clusters": {str(k): v for k, v in kf.clusters.items()},
         "cluster_sizes": {str(k): len(v) for k, v in kf.clusters.items()},
         "unassigned_neurons": kf.unassigned,
@@ -71,18 +74,25 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
         "logit_cosine_cos_w_a_plus_b_minus_c": {str(k): v for k, v in cosines.items()},
         "embedding_component_norms": dict(zip(names, emb_norms.tolist())),
     }
-    lines = [
-        f"{run.name} at step {step} ({run.task.formula}):",
-        f"  key frequencies (neuron clusters, share >= {threshold}): {_fmt_freqs(kf.from_neurons)}",
-        f"  key frequencies from the W_E spectrum:                 {_fmt_freqs(kf.from_embedding)}",
-        f"  key frequencies from the W_L = W_out W_U spectrum:     {_fmt_freqs(kf.from_logit_map)}"
-        + ("   (all three rules agree)" if kf.agree else "   (the rules differ)"),
-        "  neurons per cluster: " + (", ".join(f"{k}: {len(v)}" for k, v in kf.clusters.items()) or "none")
-        + f"; unassigned: {kf.unassigned} of {shares.shape[0]}",
-        f"  share explained by the key frequencies: embedding {kf.embedding_energy_explained:.1%}, "
-        f"W_L {kf.logit_map_energy_explained:.1%}, MLP variance {kf.neuron_variance_explained:.1%}, "
-        f"logit variance {logit_share:.1%}",
-    ]
+    lines = [f"{run.name} at step {step:,} ({run.task.formula}):"]
+    if keys:
+        lines += [
+            f"  key frequencies (neuron clusters, share >= {threshold}): {_fmt_freqs(keys)}",
+            f"  key frequencies from the W_E spectrum:                 {_fmt_freqs(kf.from_embedding)}",
+            f"  key frequencies from the W_L = W_out W_U spectrum:     {_fmt_freqs(kf.from_logit_map)}"
+            + ("   (all three rules agree)" if kf.agree else "   (the rules differ)"),
+            "  neurons per cluster: " + ", ".join(f"{k}: {len(v)}" for k, v in kf.clusters.items())
+            + f"; unassigned: {kf.unassigned} of {shares.shape[0]}",
+            f"  share explained by the key frequencies: embedding {kf.embedding_energy_explained:.1%}, "
+            f"W_L {kf.logit_map_energy_explained:.1%}, MLP variance {kf.neuron_variance_explained:.1%}, "
+            f"logit variance {logit_share:.1%}",
+        ]
+    else:
+        lines += [
+            f"  key frequencies: none ({kf.why_none})",
+            f"  the largest-gap frequencies of the W_E spectrum ({_fmt_freqs(kf.from_embedding)}) and of the W_L spectrum "
+            f"({_fmt_freqs(kf.from_logit_map)}) are not key frequencies here: the gap rule always returns some",
+        ]
     steps = np.array(run.steps)
     all_w = run.stacked_weights(names=["embed.W_E"])
     figs = {
@@ -107,11 +117,12 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     _require_modular_grid(run, "progress")
     p, spec = run.task.p, model_spec(run.config.model)
     steps = run.steps
+    why_none, given = None, key_freqs
     if key_freqs is None:  # from the last checkpoint, as Nanda et al. did
         w_last = run.stacked_weights([steps[-1]])
         _, acts = logits_and_neurons(w_last, run.task, spec)
         kf = fa.key_frequencies(w_last, acts[0].reshape(p, p, -1), p)
-        key_freqs = kf.from_neurons or kf.from_logit_map
+        key_freqs, why_none = kf.keys, kf.why_none
     weights, train_mask = run.stacked_weights(steps), run.train_mask
     from tqdm.auto import tqdm
 
@@ -119,19 +130,30 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         m = progress_measures(weights, steps, run.task, spec, train_mask, key_freqs, progress=bar.update)
     ph = detect_phases(m.steps, m.train_acc, m.test_acc, m.sum_squared_weights)
     last = m.at(-1)
-    payload = {"run": run.name, "phases": ph.as_dict(), "final": last, "measures": m.as_dict()}
-    fmt = lambda s: "not reached" if s is None else f"{s:,}"  # noqa: E731
+    grok = grokking_steps(run)
+    payload = {"run": run.name, "key_frequencies": list(key_freqs), "no_key_frequencies_because": why_none,
+               "grokking": grok, "phases": ph.as_dict(), "final": last, "measures": m.as_dict()}
     peak = int(np.argmax(m.sum_squared_weights))
+    gini = lambda name: f"{getattr(m, name)[0]:.3f} -> {last[name]:.3f}"  # noqa: E731
+    if key_freqs:
+        head = f"key frequencies {_fmt_freqs(key_freqs)}" + (" (from the last checkpoint's neuron clusters)" if given is None else " (given)")
+        losses = f", restricted {last['restricted_loss']:.3g}, excluded {last['excluded_loss']:.3g}"
+    else:
+        head = f"no key frequencies at the last checkpoint ({why_none})"
+        losses = "; restricted and excluded loss not computed: they need key frequencies (pass --freqs K1,K2,...)"
     lines = [
-        f"{run.name}: {len(steps)} checkpoints to step {steps[-1]:,}; key frequencies {_fmt_freqs(key_freqs)}",
-        f"  train acc >= 99% at step {fmt(ph.memorised_step)}; test acc >= 99% (grokked) at step {fmt(ph.grokked_step)}",
-        f"  phases: memorisation 0-{fmt(ph.memorisation_end)}, circuit formation to {fmt(ph.cleanup_start)}, "
-        f"cleanup to {fmt(ph.cleanup_end)}",
-        f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}, restricted {last['restricted_loss']:.3g}, "
-        f"excluded {last['excluded_loss']:.3g}",
-        f"  Gini W_E {m.gini_embedding[0]:.2f} -> {last['gini_embedding']:.2f}, W_L {m.gini_logit_map[0]:.2f} -> {last['gini_logit_map']:.2f}; "
-        f"sum of squared weights peaks at step {int(m.steps[peak]):,} ({m.sum_squared_weights[peak]:.0f}) and ends at "
-        f"{last['sum_squared_weights']:.0f}",
+        f"{run.name}: {len(steps)} checkpoints to step {steps[-1]:,}; {head}",
+        f"  {_grokking_text(grok)}",
+        f"  at the checkpoints: train acc >= 99% first at {_fmt_step(ph.memorised_step)}, test acc >= 99% first at "
+        f"{_fmt_step(ph.grokked_step)}",
+        f"  phases: memorisation 0-{_fmt_step(ph.memorisation_end)}, circuit formation to {_fmt_step(ph.cleanup_start)}, "
+        f"cleanup to {_fmt_step(ph.cleanup_end)}",
+        f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}{losses}",
+        f"  Gini of the Fourier norms, first -> last checkpoint: over the {p} components W_E {gini('gini_embedding')}, "
+        f"W_L {gini('gini_logit_map')}; over the {(p - 1) // 2} frequencies W_E {gini('gini_embedding_per_frequency')}, "
+        f"W_L {gini('gini_logit_map_per_frequency')}",
+        f"  sum of squared weights peaks at step {int(m.steps[peak]):,} ({m.sum_squared_weights[peak]:,.0f}) and ends at "
+        f"{last['sum_squared_weights']:,.0f}",
     ]
     metrics = {"step": m.steps, "train_loss": m.train_loss, "test_loss": m.test_loss,
                "train_acc": m.train_acc, "test_acc": m.test_acc}
@@ -461,12 +483,13 @@ def training_report(run: Run) -> Report:
     from .analysis.phases import first_step
 
     m = run.metrics
-    grokked = first_step(m["step"], m["test_acc"] >= 0.99)
+    grok = grokking_steps(run)
     memorised = first_step(m["step"], m["train_acc"] >= 0.99)
-    payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grokked,
+    payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grok["logged_step"], "grokking": grok,
                "final_train_acc": float(m["train_acc"][-1]), "final_test_acc": float(m["test_acc"][-1])}
-    lines = [f"{run.name}: train acc >= 99% at step {memorised}, test acc >= 99% at step {grokked}; "
-             f"final train {m['train_acc'][-1]:.3f}, test {m['test_acc'][-1]:.3f}"]
+    lines = [f"{run.name}: train acc >= 99% first logged at step {_fmt_step(memorised)}; final train {m['train_acc'][-1]:.3f}, "
+             f"test {m['test_acc'][-1]:.3f}",
+             f"  {_grokking_text(grok)}"]
     figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"{run.name}: train and validation accuracy ({run.task.formula})"),
             "power_fig4_validation_loss": F.validation_loss(m, f"{run.name}: validation loss ({run.task.formula})")}
     return Report(payload, lines, figs)
@@ -482,6 +505,13 @@ def all_reports(run: Run) -> dict[str, Report]:
     return reports
 
 
+def portable_command(command: str) -> str:
+    """A run's command without the machine-specific ``--runs-dir`` / ``--out`` paths."""
+    import re
+
+    return re.sub(r"\s--(?:runs-dir|out)(?:=|\s+)\S+", "", command)
+
+
 def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
     """A small HTML page listing every figure with the summaries."""
     import html
@@ -489,7 +519,7 @@ def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
     parts = [f"<html><head><meta charset='utf-8'><title>grokinterp: {html.escape(run.name)}</title></head>",
              "<body style='font-family: Helvetica, Arial, sans-serif; max-width: 1000px; margin: auto'>",
              f"<h1>{html.escape(run.name)}: {html.escape(run.task.formula)}</h1>",
-             f"<p>Made by <code>{html.escape(run.command)}</code></p>"]
+             f"<p>Made by <code>{html.escape(portable_command(run.command))}</code></p>"]
     for name, rep in reports.items():
         parts.append(f"<h2>{html.escape(name)}</h2><pre>{html.escape(chr(10).join(rep.lines))}</pre><ul>")
         for stem in rep.figures:
