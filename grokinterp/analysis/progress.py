@@ -37,6 +37,15 @@ def gini(c: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
     return ((2 * i - n - 1) * c).sum(-1) / (n * c.sum(-1).clamp_min(1e-30))
 
 
+def fourier_ginis(weights: dict, p: int) -> dict[str, np.ndarray]:
+    """(S,) Gini of W_E's and W_L's Fourier norms: over the p component norms (const, cos k, sin k)
+    and per frequency over the (p-1)/2 norms sqrt(|cos k|^2 + |sin k|^2)."""
+    emb, wl = embedding_spectrum(weights, p), logit_map_spectrum(weights)
+    return {"gini_embedding": gini(emb).numpy(), "gini_logit_map": gini(wl).numpy(),
+            "gini_embedding_per_frequency": gini(frequency_energy(emb).sqrt()).numpy(),
+            "gini_logit_map_per_frequency": gini(frequency_energy(wl).sqrt()).numpy()}
+
+
 def sum_squared_weights(weights: dict, spec: ModelSpec | None = None) -> Float[Tensor, "S"]:
     """Total sum of squared trainable parameters per checkpoint."""
     return sum(v.double().pow(2).flatten(1).sum(1) for k, v in weights.items() if is_trainable(k, spec))
@@ -119,14 +128,10 @@ def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_m
         if progress is not None:
             progress(S)
     out = {k: torch.cat(v).numpy() for k, v in cols.items()}
-    emb, wl = embedding_spectrum(weights, task.p), logit_map_spectrum(weights)
     return ProgressMeasures(
         steps=np.asarray(steps),
         key_frequencies=list(key_freqs),
-        gini_embedding=gini(emb).numpy(),
-        gini_logit_map=gini(wl).numpy(),
-        gini_embedding_per_frequency=gini(frequency_energy(emb).sqrt()).numpy(),
-        gini_logit_map_per_frequency=gini(frequency_energy(wl).sqrt()).numpy(),
+        **fourier_ginis(weights, task.p),
         sum_squared_weights=sum_squared_weights(weights, spec).numpy(),
         **out,
     )
