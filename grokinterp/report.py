@@ -227,8 +227,10 @@ def _grokking_text(g: dict) -> str:
             f"first checkpoint at/after it: {_fmt_step(g['first_checkpoint_at_or_after'])}")
 
 
-def _steps_text(steps: list[int]) -> str:
-    return ", ".join(f"{s:,}" for s in steps) if len(steps) <= 6 else f"{steps[0]:,}, {steps[1]:,}, ..., {steps[-1]:,}"
+def _steps_text(steps: list[int], selected: list[int]) -> str:
+    """The selected checkpoints as ranges of consecutive ones: '1,000-6,500' or '20,000, 60,000-100,000'."""
+    flags = ["x" if s in selected else "" for s in steps]
+    return ", ".join(part[:-2] for part in _runs_text(steps, flags).split(", ") if part.endswith(" x"))
 
 
 def _runs_text(steps: list[int], values: list) -> str:
@@ -418,7 +420,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  {clusters} with k = {n_cosets}, {seeds_text}: " + ", ".join(f"{f:.0%}" for f in final_fracs)
         + f" of the clusters are cosets of class {h.class_id} ({h.name}){which}",
         f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
-        + (f" ({_steps_text(recovered)})" if recovered else "") + ": " + _formation_vs_grokking(formed, steps, grok["logged_step"]),
+        + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": " + _formation_vs_grokking(formed, steps, grok["logged_step"]),
         "  top class by F per checkpoint: " + _runs_text(steps.tolist(), payload["best_subgroup_over_training"]),
         "  " + _grokking_text(grok),
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
