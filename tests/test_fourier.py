@@ -194,13 +194,27 @@ def test_untrained_model_has_no_key_frequencies_and_progress_says_so(capsys, tin
     assert data["key_frequencies"] == [1, 2] and data["final"]["restricted_loss"] > 0
 
 
-def test_one_grokking_step_in_every_report(tiny_run):
-    """training and progress state the metrics.csv step and the first checkpoint at or after it."""
+def test_one_grokking_step_in_every_report(tiny_run, tmp_path):
+    """training and progress state the metrics.csv step and the first checkpoint at or after it (here
+    a copy whose test accuracy reaches 99% at step 500 and whose checkpoint 500 is gone: 550)."""
+    import csv
+    import shutil
+
+    import grokinterp as gi
     from grokinterp.report import grokking_steps, progress_report, training_report
 
-    g = grokking_steps(tiny_run)
-    m = tiny_run.metrics
-    assert g["logged_step"] == int(m["step"][np.flatnonzero(m["test_acc"] >= 0.99)[0]])
-    assert g["first_checkpoint_at_or_after"] == min(s for s in tiny_run.steps if s >= g["logged_step"])
-    text = f"first logged at step {g['logged_step']:,} (metrics.csv"
-    assert text in "\n".join(training_report(tiny_run).lines) and text in "\n".join(progress_report(tiny_run).lines)
+    run_dir = tmp_path / "runs" / "g"
+    shutil.copytree(tiny_run.path, run_dir)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    for r in rows:
+        r["test_acc"] = "1.0" if int(r["step"]) >= 500 else str(min(float(r["test_acc"]), 0.5))
+    with (run_dir / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (run_dir / "checkpoints" / "step_00000500.safetensors").unlink()
+    run = gi.load_run("g", tmp_path / "runs")
+    g = grokking_steps(run)
+    assert g == {"logged_step": 500, "logged_every": 50, "first_checkpoint_at_or_after": 550}
+    text = "test acc >= 99% first logged at step 500 (metrics.csv, every 50 steps there); first checkpoint at/after it: 550"
+    assert text in "\n".join(training_report(run).lines) and text in "\n".join(progress_report(run).lines)
