@@ -136,7 +136,8 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     peak = int(np.argmax(m.sum_squared_weights))
     gini = lambda name: f"{getattr(m, name)[0]:.3f} -> {last[name]:.3f}"  # noqa: E731
     if key_freqs:
-        head = f"key frequencies {_fmt_freqs(key_freqs)}" + (" (from the last checkpoint's neuron clusters)" if given is None else " (given)")
+        source = " (from the last checkpoint's neuron clusters)" if given is None else " (given)"
+        head = f"key frequencies {_fmt_freqs(key_freqs)}{source}"
         losses = f", restricted {last['restricted_loss']:.3g}, excluded {last['excluded_loss']:.3g}"
     else:
         head = f"no key frequencies at the last checkpoint ({why_none})"
@@ -257,7 +258,7 @@ def _formation_vs_grokking(formed, steps, grok) -> str:
     if formed < grok:
         return text + f", before test acc reached 99% (step {grok:,})"
     if formed == grok:
-        return text + f", the step test acc reached 99%"
+        return text + ", the step at which test acc first reached 99%"
     if prev is not None and prev < grok:
         return text + (f"; test acc reached 99% at step {grok:,}, between these checkpoints, so which came first "
                        "cannot be told at this checkpoint spacing")
@@ -301,7 +302,8 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
                  f"(variance ratio): {payload['colour_by']}", _identification_line(group, cs, ident)]
         fig = F.tsne_group(xy, best.labels, run.task.element_names(),
-                           f"t-SNE of the output weights ({group.name}, step {step:,})<br><sup>colour: cosets of {payload['colour_by']}</sup>")
+                           f"t-SNE of the output weights ({group.name}, step {step:,})"
+                           f"<br><sup>colour: cosets of {payload['colour_by']}</sup>")
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
@@ -420,7 +422,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  {clusters} with k = {n_cosets}, {seeds_text}: " + ", ".join(f"{f:.0%}" for f in final_fracs)
         + f" of the clusters are cosets of class {h.class_id} ({h.name}){which}",
         f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
-        + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": " + _formation_vs_grokking(formed, steps, grok["logged_step"]),
+        + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": "
+        + _formation_vs_grokking(formed, steps, grok["logged_step"]),
         "  top class by F per checkpoint: " + _runs_text(steps.tolist(), payload["best_subgroup_over_training"]),
         "  " + _grokking_text(grok),
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
