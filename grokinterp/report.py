@@ -96,8 +96,8 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     steps = np.array(run.steps)
     all_w = run.stacked_weights(names=["embed.W_E"])
     figs = {
-        "fourier_embedding": F.embedding_fourier_norms(emb_norms, names, f"Norms of W_E in the Fourier basis (step {step})"),
-        "fourier_logit_map": F.embedding_fourier_norms(wl_norms, names, f"Norms of W_L = W_out W_U in the Fourier basis (step {step})"),
+        "fourier_embedding": F.embedding_fourier_norms(emb_norms, names, f"Norms of W_E in the Fourier basis (step {step:,})"),
+        "fourier_logit_map": F.embedding_fourier_norms(wl_norms, names, f"Norms of W_L = W_out W_U in the Fourier basis (step {step:,})"),
         "fourier_spectrum_over_training": F.spectrum_over_training(
             steps, fa.frequency_energy(fa.embedding_spectrum(all_w, p)).numpy(), "Embedding norm per frequency over training"),
         "neuron_clusters": F.neuron_clusters(shares, kf.clusters, threshold),
@@ -469,7 +469,7 @@ def reps_report(run: Run, step: int | None = None) -> Report:
                "share_W_E": WE.tolist(), "share_W_U": WU.tolist(), "logit_cosine": cos.tolist(),
                "logit_share": logit_share.tolist(), "logit_share_top2": float(logit_share[top].sum()),
                "columns_used_W_E": cols_E.tolist(), "columns_used_W_U": cols_U.tolist()}
-    lines = [f"{run.name} at step {step}: share explained per irrep (dimension; columns of rho(g) used)"]
+    lines = [f"{run.name} at step {step:,}: share explained per irrep (dimension; columns of rho(g) used)"]
     lines += [f"  {n:<16} d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(names, payload["dims"], WE, WU, cos, cols_E, cols_U)]
     carriers = [names[i] for i in top if logit_share[i] >= 0.01] or [names[top[0]]]
@@ -566,7 +566,7 @@ def phases_report(run_dir, compare=None) -> Report:
                "test_phase_changes": test_pc, "train_phase_changes": train_pc,
                "distinct_test_phase_changes": distinct_steps(list(test_pc.values())), "induction_formed_step": formed,
                "final": {k: float(v[-1]) for k, v in m.items() if k != "step"}}
-    fmt = lambda d: ", ".join(f"{k} {v if v is not None else 'never'}" for k, v in d.items())  # noqa: E731
+    fmt = lambda d: ", ".join(f"{k} {_fmt_step(v)}" for k, v in d.items())  # noqa: E731
     lines = [f"{run_dir.name}: {cfg['task']} on {cfg['model']}, {data}, {int(m['step'][-1]):,} steps",
              f"  test loss below 10% of its start (phase change) at: {fmt(test_pc)}",
              f"  train loss phase change at: {fmt(train_pc)}",
@@ -574,7 +574,7 @@ def phases_report(run_dir, compare=None) -> Report:
     figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", f"{run_dir.name}: test loss per group")}
     if any(k.startswith("induction_head") for k in m):
         best = max(float(m[k][-1]) for k in m if k.startswith("induction_head"))
-        lines.append(f"  induction head formed (score > 0.5) at step {formed}" if formed is not None
+        lines.append(f"  induction head formed (score > 0.5) at step {formed:,}" if formed is not None
                      else f"  no induction head at offset 1 (best final score {best:.2f})")
         profile = _final_offset_profile(run_dir)
         payload["final_offset_profile"] = profile.tolist()
