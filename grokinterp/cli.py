@@ -201,7 +201,12 @@ def cmd_fourier(args) -> int:
 def cmd_progress(args) -> int:
     from .report import progress_report
 
-    freqs = [int(k) for k in args.freqs.split(",")] if args.freqs else None
+    try:
+        freqs = [int(k) for k in args.freqs.split(",")] if args.freqs else None
+    except ValueError:
+        raise UsageError(f"--freqs takes comma-separated integers such as 9,13,29, got {args.freqs!r}") from None
+    if freqs is not None and any(k < 1 for k in freqs):
+        raise UsageError(f"--freqs are frequencies k >= 1, got {args.freqs!r}")
     return _report_command(args, progress_report(_open_run(args), freqs, progress=not args.json))
 
 
