@@ -203,13 +203,20 @@ def cmd_fourier(args) -> int:
 def cmd_progress(args) -> int:
     from .report import progress_report
 
-    freqs = [int(k) for k in args.freqs.split(",")] if args.freqs else None
+    try:
+        freqs = [int(k) for k in args.freqs.split(",")] if args.freqs else None
+    except ValueError:
+        raise UsageError(f"--freqs takes comma-separated integers such as 9,13,29, got {args.freqs!r}") from None
+    if freqs is not None and any(k < 1 for k in freqs):
+        raise UsageError(f"--freqs are frequencies k >= 1, got {args.freqs!r}")
     return _report_command(args, progress_report(_open_run(args), freqs, progress=not args.json))
 
 
 def cmd_tsne(args) -> int:
     from .report import tsne_report
 
+    if args.k < 1:
+        raise UsageError(f"--k must be at least 1 (lines x -> x+k, colours x mod k), got {args.k}")
     return _report_command(args, tsne_report(_open_run(args), args.step, args.seed, args.k))
 
 

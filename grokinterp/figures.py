@@ -255,11 +255,15 @@ def tsne_group(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str)
     return fig
 
 
-def coset_scores_over_training(steps: np.ndarray, series: dict[str, np.ndarray], title: str = "Coset structure over training") -> go.Figure:
-    """Best coset score per subgroup class and side over checkpoints (0 = chance, 1 = collapsed cosets)."""
-    fig = _fig(title, xaxis_title="step", yaxis_title="score (1 - W / E_random[W])", width=950)
-    for name, y in series.items():
-        fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines"))
+def coset_scores_over_training(steps: np.ndarray, ratios: dict[str, np.ndarray], scores: dict[str, np.ndarray],
+                               title: str = "Coset structure over training") -> go.Figure:
+    """The ranking quantity, the variance ratio F (1 = random), of the best partition of each subgroup
+    class over checkpoints, log scale; the hover adds its score (0 = chance, 1 = collapsed cosets)."""
+    fig = _fig(title, xaxis_title="step", yaxis_title="variance ratio F (random: 1)", width=950)
+    fig.update_yaxes(type="log")
+    for name, y in ratios.items():
+        fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines+markers", customdata=scores[name],
+                                 hovertemplate="step %{x:,}<br>F %{y:.2f}<br>score %{customdata:.3f}"))
     return fig
 
 

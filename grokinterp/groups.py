@@ -196,13 +196,16 @@ class FiniteGroup:
             labels[c] = i
         return labels
 
-    def coset_side(self, cluster) -> str | None:
-        """'left' if C = gH for a subgroup H (c0^-1 C closed), 'right' if C = Hg, 'both', or None."""
+    def coset_of(self, cluster) -> tuple[int, ...] | None:
+        """The subgroup H with C = c0 H (c0 = min C) if the cluster C is a coset, else None.
+
+        A coset has no side: C = c0 H is also the right coset (c0 H c0^-1) c0, so a cluster is a
+        left coset exactly when it is a right one. Which subgroup's partition a set of clusters
+        forms is a question about all of them (``analysis.cosets``), not about one cluster.
+        """
         c = np.asarray(sorted(cluster))
-        c0 = c[0]
-        left = self.is_subgroup(self.table[self.inverse[c0], c])
-        right = self.is_subgroup(self.table[c, self.inverse[c0]])
-        return {(True, True): "both", (True, False): "left", (False, True): "right"}.get((left, right))
+        h = np.sort(self.table[self.inverse[c[0]], c])
+        return tuple(h.tolist()) if self.is_subgroup(h) else None
 
     # ---- characters ---------------------------------------------------------------------------
     @cached_property

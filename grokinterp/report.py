@@ -33,7 +33,8 @@ def _fmt_freqs(ks) -> str:
 
 
 def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -> Report:
-    """Key frequencies (three rules), their share of embedding, neurons and logits at one checkpoint."""
+    """Key frequencies (the neuron rule; the two spectrum gap rules beside it), their share of
+    embedding, neurons and logits at one checkpoint. No neuron clusters: no key frequencies."""
     from . import figures as F
     from .analysis import fourier as fa
     from .analysis.batched import logits_and_neurons
@@ -45,7 +46,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     logits, acts = logits_and_neurons(w, run.task, spec)
     grid_acts = acts[0].reshape(p, p, -1)
     kf = fa.key_frequencies(w, grid_acts, p, threshold)
-    keys = kf.from_neurons or kf.from_logit_map
+    keys = kf.keys
     directions = fa.answer_directions(run.task.labels, p, keys)
     logit_share = float(fa.logit_variance_explained(logits, directions)[0])
     grid_logits = logits[0].reshape(p, p, -1)
@@ -57,10 +58,12 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     payload = {
         "run": run.name, "step": step, "p": p,
         "key_frequencies": keys,
+        "no_key_frequencies_because": kf.why_none,
         "key_frequencies_neurons": kf.from_neurons,
         "key_frequencies_embedding": kf.from_embedding,
         "key_frequencies_logit_map": kf.from_logit_map,
         "rules_agree": kf.agree,
+        "largest_neuron_share": kf.top_neuron_share,
         "neuron_clusters": {str(k): v for k, v in kf.clusters.items()},
         "cluster_sizes": {str(k): len(v) for k, v in kf.clusters.items()},
         "unassigned_neurons": kf.unassigned,
@@ -71,23 +74,30 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
         "logit_cosine_cos_w_a_plus_b_minus_c": {str(k): v for k, v in cosines.items()},
         "embedding_component_norms": dict(zip(names, emb_norms.tolist())),
     }
-    lines = [
-        f"{run.name} at step {step} ({run.task.formula}):",
-        f"  key frequencies (neuron clusters, share >= {threshold}): {_fmt_freqs(kf.from_neurons)}",
-        f"  key frequencies from the W_E spectrum:                 {_fmt_freqs(kf.from_embedding)}",
-        f"  key frequencies from the W_L = W_out W_U spectrum:     {_fmt_freqs(kf.from_logit_map)}"
-        + ("   (all three rules agree)" if kf.agree else "   (the rules differ)"),
-        "  neurons per cluster: " + (", ".join(f"{k}: {len(v)}" for k, v in kf.clusters.items()) or "none")
-        + f"; unassigned: {kf.unassigned} of {shares.shape[0]}",
-        f"  share explained by the key frequencies: embedding {kf.embedding_energy_explained:.1%}, "
-        f"W_L {kf.logit_map_energy_explained:.1%}, MLP variance {kf.neuron_variance_explained:.1%}, "
-        f"logit variance {logit_share:.1%}",
-    ]
+    lines = [f"{run.name} at step {step:,} ({run.task.formula}):"]
+    if keys:
+        lines += [
+            f"  key frequencies (neuron clusters, share >= {threshold}): {_fmt_freqs(keys)}",
+            f"  key frequencies from the W_E spectrum:                 {_fmt_freqs(kf.from_embedding)}",
+            f"  key frequencies from the W_L = W_out W_U spectrum:     {_fmt_freqs(kf.from_logit_map)}"
+            + ("   (all three rules agree)" if kf.agree else "   (the rules differ)"),
+            "  neurons per cluster: " + ", ".join(f"{k}: {len(v)}" for k, v in kf.clusters.items())
+            + f"; unassigned: {kf.unassigned} of {shares.shape[0]}",
+            f"  share explained by the key frequencies: embedding {kf.embedding_energy_explained:.1%}, "
+            f"W_L {kf.logit_map_energy_explained:.1%}, MLP variance {kf.neuron_variance_explained:.1%}, "
+            f"logit variance {logit_share:.1%}",
+        ]
+    else:
+        lines += [
+            f"  key frequencies: none ({kf.why_none})",
+            f"  the largest-gap frequencies of the W_E spectrum ({_fmt_freqs(kf.from_embedding)}) and of the W_L spectrum "
+            f"({_fmt_freqs(kf.from_logit_map)}) are not key frequencies here: the gap rule always returns some",
+        ]
     steps = np.array(run.steps)
     all_w = run.stacked_weights(names=["embed.W_E"])
     figs = {
-        "fourier_embedding": F.embedding_fourier_norms(emb_norms, names, f"Norms of W_E in the Fourier basis (step {step})"),
-        "fourier_logit_map": F.embedding_fourier_norms(wl_norms, names, f"Norms of W_L = W_out W_U in the Fourier basis (step {step})"),
+        "fourier_embedding": F.embedding_fourier_norms(emb_norms, names, f"Norms of W_E in the Fourier basis (step {step:,})"),
+        "fourier_logit_map": F.embedding_fourier_norms(wl_norms, names, f"Norms of W_L = W_out W_U in the Fourier basis (step {step:,})"),
         "fourier_spectrum_over_training": F.spectrum_over_training(
             steps, fa.frequency_energy(fa.embedding_spectrum(all_w, p)).numpy(), "Embedding norm per frequency over training"),
         "neuron_clusters": F.neuron_clusters(shares, kf.clusters, threshold),
@@ -107,11 +117,12 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     _require_modular_grid(run, "progress")
     p, spec = run.task.p, model_spec(run.config.model)
     steps = run.steps
+    why_none, given = None, key_freqs
     if key_freqs is None:  # from the last checkpoint, as Nanda et al. did
         w_last = run.stacked_weights([steps[-1]])
         _, acts = logits_and_neurons(w_last, run.task, spec)
         kf = fa.key_frequencies(w_last, acts[0].reshape(p, p, -1), p)
-        key_freqs = kf.from_neurons or kf.from_logit_map
+        key_freqs, why_none = kf.keys, kf.why_none
     weights, train_mask = run.stacked_weights(steps), run.train_mask
     from tqdm.auto import tqdm
 
@@ -119,19 +130,31 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         m = progress_measures(weights, steps, run.task, spec, train_mask, key_freqs, progress=bar.update)
     ph = detect_phases(m.steps, m.train_acc, m.test_acc, m.sum_squared_weights)
     last = m.at(-1)
-    payload = {"run": run.name, "phases": ph.as_dict(), "final": last, "measures": m.as_dict()}
-    fmt = lambda s: "not reached" if s is None else f"{s:,}"  # noqa: E731
+    grok = grokking_steps(run)
+    payload = {"run": run.name, "key_frequencies": list(key_freqs), "no_key_frequencies_because": why_none,
+               "grokking": grok, "phases": ph.as_dict(), "final": last, "measures": m.as_dict()}
     peak = int(np.argmax(m.sum_squared_weights))
+    gini = lambda name: f"{getattr(m, name)[0]:.3f} -> {last[name]:.3f}"  # noqa: E731
+    if key_freqs:
+        source = " (from the last checkpoint's neuron clusters)" if given is None else " (given)"
+        head = f"key frequencies {_fmt_freqs(key_freqs)}{source}"
+        losses = f", restricted {last['restricted_loss']:.3g}, excluded {last['excluded_loss']:.3g}"
+    else:
+        head = f"no key frequencies at the last checkpoint ({why_none})"
+        losses = "; restricted and excluded loss not computed: they need key frequencies (pass --freqs K1,K2,...)"
     lines = [
-        f"{run.name}: {len(steps)} checkpoints to step {steps[-1]:,}; key frequencies {_fmt_freqs(key_freqs)}",
-        f"  train acc >= 99% at step {fmt(ph.memorised_step)}; test acc >= 99% (grokked) at step {fmt(ph.grokked_step)}",
-        f"  phases: memorisation 0-{fmt(ph.memorisation_end)}, circuit formation to {fmt(ph.cleanup_start)}, "
-        f"cleanup to {fmt(ph.cleanup_end)}",
-        f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}, restricted {last['restricted_loss']:.3g}, "
-        f"excluded {last['excluded_loss']:.3g}",
-        f"  Gini W_E {m.gini_embedding[0]:.2f} -> {last['gini_embedding']:.2f}, W_L {m.gini_logit_map[0]:.2f} -> {last['gini_logit_map']:.2f}; "
-        f"sum of squared weights peaks at step {int(m.steps[peak]):,} ({m.sum_squared_weights[peak]:.0f}) and ends at "
-        f"{last['sum_squared_weights']:.0f}",
+        f"{run.name}: {len(steps)} checkpoints to step {steps[-1]:,}; {head}",
+        f"  {_grokking_text(grok)}",
+        f"  at the checkpoints: train acc >= 99% first at {_fmt_step(ph.memorised_step)}, test acc >= 99% first at "
+        f"{_fmt_step(ph.grokked_step)}",
+        f"  phases: memorisation 0-{_fmt_step(ph.memorisation_end)}, circuit formation to {_fmt_step(ph.cleanup_start)}, "
+        f"cleanup to {_fmt_step(ph.cleanup_end)}",
+        f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}{losses}",
+        f"  Gini of the Fourier norms, first -> last checkpoint: over the {p} components W_E {gini('gini_embedding')}, "
+        f"W_L {gini('gini_logit_map')}; over the {(p - 1) // 2} frequencies W_E {gini('gini_embedding_per_frequency')}, "
+        f"W_L {gini('gini_logit_map_per_frequency')}",
+        f"  sum of squared weights peaks at step {int(m.steps[peak]):,} ({m.sum_squared_weights[peak]:,.0f}) and ends at "
+        f"{last['sum_squared_weights']:,.0f}",
     ]
     metrics = {"step": m.steps, "train_loss": m.train_loss, "test_loss": m.test_loss,
                "train_acc": m.train_acc, "test_acc": m.test_acc}
@@ -151,15 +174,101 @@ def _require_group(run: Run, what: str):
     return run.task.group
 
 
-def _subgroup_label(group, part) -> str:
+def _class_label(group, part) -> str:
     h = group.subgroups[part.subgroup]
-    return f"{h.name} (order {h.order}, class {h.class_id}, {part.side} cosets)"
+    return f"{h.name} (order {h.order}, class {h.class_id}, {group.n // h.order} cosets)"
+
+
+def _identified_label(group, cs, ident, names) -> str:
+    """The best partition as far as the data single it out (see ``analysis.cosets.identify_best``)."""
+    part = cs.partitions[ident.candidates[0]]
+    h = group.subgroups[part.subgroup]
+    label = _class_label(group, part)
+    if len(ident.candidates) == 1:
+        return f"{label}, normal: one partition"
+    if ident.identified:
+        return f"{label}: the {part.side} cosets of <{', '.join(names[g] for g in h.generators)}>"
+    return f"{label} up to conjugacy and side"
+
+
+def _identification_line(group, cs, ident) -> str:
+    n = len(ident.candidates)
+    if n == 1:
+        return "  its left and right cosets are one partition (a normal subgroup): nothing to tell apart"
+    lo, hi = ident.scores.min(), ident.scores.max()
+    spread = f"the {n} partitions of its class (conjugates x sides) score {lo:.4f}-{hi:.4f}, random spread +-{ident.noise:.4f}"
+    if ident.identified:
+        return f"  conjugate and side identified: {spread}; the best leads the runner-up by {ident.margin:.4f}"
+    return (f"  conjugate and side cannot be told apart: {spread}; the best leads the runner-up by only {ident.margin:.4f} "
+            "(one coset gH is also the right coset (gHg^-1)g)")
+
+
+def grokking_steps(run: Run) -> dict:
+    """Test acc >= 99%: first logged step (metrics.csv), the logging interval there, and the first
+    checkpoint at or after it (what checkpoint-based analyses can see)."""
+    from .analysis.phases import first_step
+
+    m = run.metrics
+    logged = first_step(m["step"], m["test_acc"] >= 0.99)
+    at = np.flatnonzero(m["step"] == logged) if logged is not None else []
+    every = int(logged - m["step"][at[0] - 1]) if len(at) and at[0] > 0 else None
+    ckpt = next((s for s in run.steps if s >= logged), None) if logged is not None else None
+    return {"logged_step": logged, "logged_every": every, "first_checkpoint_at_or_after": ckpt}
+
+
+def _fmt_step(s) -> str:
+    return "never" if s is None else f"{s:,}"
+
+
+def _grokking_text(g: dict) -> str:
+    if g["logged_step"] is None:
+        return "test acc >= 99% never logged (metrics.csv)"
+    every = f", every {g['logged_every']:,} steps there" if g["logged_every"] else ""
+    return (f"test acc >= 99% first logged at step {g['logged_step']:,} (metrics.csv{every}); "
+            f"first checkpoint at/after it: {_fmt_step(g['first_checkpoint_at_or_after'])}")
+
+
+def _steps_text(steps: list[int], selected: list[int]) -> str:
+    """The selected checkpoints as ranges of consecutive ones: '1,000-6,500' or '20,000, 60,000-100,000'."""
+    flags = ["x" if s in selected else "" for s in steps]
+    return ", ".join(part[:-2] for part in _runs_text(steps, flags).split(", ") if part.endswith(" x"))
+
+
+def _runs_text(steps: list[int], values: list) -> str:
+    """'0-100 F20, 178 D6, 500-15,000 A5': consecutive checkpoints with one value joined."""
+    out, i = [], 0
+    while i < len(steps):
+        j = i
+        while j + 1 < len(steps) and values[j + 1] == values[i]:
+            j += 1
+        out.append((f"{steps[i]:,}" if i == j else f"{steps[i]:,}-{steps[j]:,}") + f" {values[i]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def _formation_vs_grokking(formed, steps, grok) -> str:
+    """How the first checkpoint with the structure relates to the first logged 99% test accuracy."""
+    if formed is None:
+        return "never recovered at a saved checkpoint"
+    i = list(steps).index(formed)
+    prev = int(steps[i - 1]) if i > 0 else None
+    text = f"first recovered at checkpoint {formed:,}" + (f" (not at {prev:,})" if prev is not None else "")
+    if grok is None:
+        return text + "; the run never reached 99% test accuracy"
+    if formed < grok:
+        return text + f", before test acc reached 99% (step {grok:,})"
+    if formed == grok:
+        return text + ", the step at which test acc first reached 99%"
+    if prev is not None and prev < grok:
+        return text + (f"; test acc reached 99% at step {grok:,}, between these checkpoints, so which came first "
+                       "cannot be told at this checkpoint spacing")
+    return text + f", after test acc reached 99% (step {grok:,})"
 
 
 def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) -> Report:
     """Power et al. Fig. 3: t-SNE of the output weights, coloured by cosets (groups) or x mod k (modular)."""
     from . import figures as F
-    from .analysis.cosets import coset_scores
+    from .analysis.cosets import coset_scores, identify_best, random_partition_scores
     from .analysis.tsne import output_vectors, tsne
 
     step = run.resolve_step(step)
@@ -178,30 +287,37 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         payload["frequency_shares"] = {int(i) + 1: float(shares[i]) for i in np.argsort(-shares)}
         inverse = pow(f1, -1, p)
         payload["circle_step"] = min(inverse, p - inverse)  # x -> x+k and x -> x-k are the two neighbours
-        lines = [f"{run.name} at step {step}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
+        lines = [f"{run.name} at step {step:,}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
                  + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)",
                  f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them)"]
-        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights<br><sup>{run.task.formula}, step {step}</sup>")
+        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights<br><sup>{run.task.formula}, step {step:,}</sup>")
     else:
         group = run.task.group
-        best = coset_scores(X[None], group).best()
-        payload["colour_by"] = _subgroup_label(group, best)
-        lines = [f"{run.name} at step {step}: t-SNE of the 120 output vectors, coloured by the best coset partition: "
-                 f"{payload['colour_by']}"]
+        cs = coset_scores(X[None], group)
+        best = cs.best()
+        ident = identify_best(cs, group, float(random_partition_scores(X[None], best.labels)[0].std()))
+        payload["colour_by"] = _identified_label(group, cs, ident, run.task.element_names())
+        payload["colour_by_identified"] = ident.identified
+        lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
+                 f"(variance ratio): {payload['colour_by']}", _identification_line(group, cs, ident)]
         fig = F.tsne_group(xy, best.labels, run.task.element_names(),
-                           f"t-SNE of the output weights (S5, step {step})<br><sup>colour: cosets of {payload['colour_by']}</sup>")
+                           f"t-SNE of the output weights ({group.name}, step {step:,})"
+                           f"<br><sup>colour: cosets of {payload['colour_by']}</sup>")
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
 COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the matrix clusters into cosets"
+KMEANS_SEEDS = 5  # seeds of the direct clustering at the last checkpoint
 
 
 def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Report:
     """Best coset partition of an embedding for every checkpoint, against random partitions and the
-    irreps' prediction; direct clustering at every checkpoint; link to irreps."""
+    irreps' prediction; how far its conjugate and side are identified; direct clustering at every
+    checkpoint into the final best class's cosets, against the grokking step; link to irreps."""
     from . import figures as F
-    from .analysis.cosets import cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores
+    from .analysis.cosets import (class_fraction, cluster_cosets, coset_scores, identify_best, irrep_predicted_scores,
+                                  random_partition_scores, same_partition)
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
 
     group = _require_group(run, "cosets")
@@ -212,83 +328,120 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         X = run.stacked_weights(names=["embed.W_E"])["embed.W_E"][:, : group.n]
     else:
         raise RunError(f"unknown matrix {matrix!r}; choose W_U or W_E")
+    names = run.task.element_names()
     cs = coset_scores(X, group)
-    best = cs.best()
-    h = group.subgroups[best.subgroup]
-    per_class = sorted(cs.best_per_class(group).items(), key=lambda kv: -kv[1][0])
-    others = [(cid, side, sc, p) for (cid, side), (sc, p) in per_class if (cid, side) != (h.class_id, best.side)]
-    series = {}
-    for (cid, side), (_, part) in per_class[:6]:
-        series[f"{group.subgroups[part.subgroup].name} class {cid} ({side})"] = cs.scores[:, cs.partitions.index(part)]
     b = cs.best_index()
+    best = cs.partitions[b]
+    h = group.subgroups[best.subgroup]
     n_cosets = group.n // h.order
     null = random_partition_scores(X[-1:], best.labels)[0]
     z = (cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)
+    ident = identify_best(cs, group, float(null.std()))
+    ranked = cs.ranked_classes(group)  # one partition per class, by variance ratio
     shares = irrep_shares(X[-1:], group)
     predicted = irrep_predicted_scores(shares, group, cs.partitions)[0]  # (P,) at the last checkpoint
     shares = shares[0].numpy()
     best_steps = [cs.best_index(s) for s in range(len(steps))]
-    best_score = np.array([cs.scores[s, i] for s, i in enumerate(best_steps)])
-    # direct clustering at every checkpoint, into as many clusters as that checkpoint's best class has cosets
-    directs = [cluster_cosets(X[s], group, group.n // group.subgroups[cs.partitions[i].subgroup].order, clusters)
-               for s, i in enumerate(best_steps)]
-    direct, fractions = directs[-1], [d["coset_fraction"] for d in directs]
-    clustered = [int(steps[s]) for s in range(len(steps)) if fractions[s] >= COSET_CLUSTERS]
-    formed = clustered[0] if clustered else None
+    # direct clustering into the final best class's number of cosets: at every checkpoint (seed 0),
+    # and at the last with several seeds
+    runs = [cluster_cosets(X[s], group, n_cosets, clusters) for s in range(len(steps))]
+    fractions = [class_fraction(r, h.class_id) for r in runs]
+    recovered = [int(steps[s]) for s in range(len(steps)) if fractions[s] >= COSET_CLUSTERS]
+    formed = recovered[0] if recovered else None
+    seeds = list(range(KMEANS_SEEDS)) if clusters == "kmeans" else [0]
+    finals = [runs[-1]] + [cluster_cosets(X[-1], group, n_cosets, clusters, seed) for seed in seeds[1:]]
+    final_fracs = [class_fraction(r, h.class_id) for r in finals]
+    found = []  # which partition of the class each seed returned exactly (None: not a coset partition)
+    for r in finals:
+        found.append(next((i for i in ident.candidates if same_partition(r["labels"], cs.partitions[i].labels)), None))
+    distinct = sorted({i for i in found if i is not None})
+    grok = grokking_steps(run)
     fixed = fixed_dimensions(group, h.elements)
     columns = irrep_column_ranks(X[-1:], group)[0].numpy()
     dims = group.character_table[:, 0].real.round().astype(int)
-    names = group.irrep_names
+    irreps = group.irrep_names
     top_irrep = int(np.argmax(shares))
     stabilisers = stabilising_subgroups(group, top_irrep)
     is_stabiliser = h.class_id in {c for c, *_ in stabilisers}
+    describe = lambda i: {"subgroup": group.subgroups[cs.partitions[i].subgroup].name,  # noqa: E731
+                          "generators": [names[g] for g in group.subgroups[cs.partitions[i].subgroup].generators],
+                          "side": cs.partitions[i].side, "score": float(cs.scores[-1, i])}
     payload = {
         "run": run.name, "matrix": matrix, "step": int(steps[-1]),
-        "best": {"subgroup": h.name, "order": h.order, "class_id": h.class_id, "side": best.side,
-                 "generators": [run.task.element_names()[g] for g in h.generators], "score": float(cs.scores[-1, b]),
-                 "variance_ratio": float(cs.ratios[-1, b]), "z_vs_random_partitions": float(z),
-                 "irrep_prediction": float(predicted[b]), "n_cosets": n_cosets},
+        "ranking": "variance ratio F = [(1 - W)/(k - 1)] / [W/(n - k)] (random partitions: about 1); score = 1 - W / E_random[W]",
+        "best": {"subgroup": h.name, "order": h.order, "class_id": h.class_id, "n_cosets": n_cosets,
+                 "identified": ident.identified,
+                 "side": best.side if ident.identified else None,
+                 "generators": [names[g] for g in h.generators] if ident.identified else None,
+                 "score": float(cs.scores[-1, b]), "variance_ratio": float(cs.ratios[-1, b]),
+                 "z_vs_random_partitions": float(z), "irrep_prediction": float(predicted[b])},
+        "class_partitions": {"count": len(ident.candidates), "margin_over_runner_up": ident.margin,
+                             "random_spread": ident.noise, "partitions": [describe(i) for i in ident.candidates]},
         "random_baseline": {"score": 0.0, "variance_ratio": 1.0, "score_mean": float(null.mean()), "score_std": float(null.std()),
                             "draws": len(null)},
-        "per_class": [{"class_id": cid, "side": side, "subgroup": group.subgroups[p.subgroup].name,
-                       "order": group.subgroups[p.subgroup].order, "score": sc,
-                       "irrep_prediction": float(predicted[cs.partitions.index(p)])} for (cid, side), (sc, p) in per_class],
-        "direct_clustering": {"method": clusters, "k": n_cosets, "coset_fraction": direct["coset_fraction"], "sides": direct["sides"]},
-        "irreps": {"names": names, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
-        "dominant_irrep": {"name": names[top_irrep], "share": float(shares[top_irrep]),
+        "classes_ranked": [{"class_id": group.subgroups[cs.partitions[i].subgroup].class_id,
+                            "subgroup": group.subgroups[cs.partitions[i].subgroup].name,
+                            "order": group.subgroups[cs.partitions[i].subgroup].order,
+                            "variance_ratio": float(cs.ratios[-1, i]), "score": float(cs.scores[-1, i]),
+                            "irrep_prediction": float(predicted[i])} for i in ranked],
+        "direct_clustering": {"method": clusters, "k": n_cosets, "seeds": seeds, "class_id": h.class_id,
+                              "coset_fraction_per_seed": final_fracs, "distinct_partitions_found": len(distinct),
+                              "seeds_without_an_exact_partition": sum(i is None for i in found)},
+        "clusters_into_cosets": final_fracs[0] >= COSET_CLUSTERS,
+        "structure_forms_at_step": formed,
+        "steps_with_best_class_clusters": recovered,
+        "best_class_fraction_over_training": fractions,
+        "grokking": grok,
+        "best_score_over_training": [float(cs.scores[s, i]) for s, i in enumerate(best_steps)],
+        "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
+        "irreps": {"names": irreps, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
+        "dominant_irrep": {"name": irreps[top_irrep], "share": float(shares[top_irrep]),
                            "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
                            "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
-        "clusters_into_cosets": direct["coset_fraction"] >= COSET_CLUSTERS,
-        "structure_forms_at_step": formed,
-        "best_score_over_training": best_score.tolist(),
-        "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
-        "coset_fraction_over_training": fractions,
-        "steps_with_coset_clusters": clustered,
     }
-    used = [n for n, s in zip(names, shares) if s > 0.1]
-    verdict = (f"the {matrix} vectors cluster into the cosets of {h.name}" if payload["clusters_into_cosets"]
-               else f"no coset clusters (fewer than {COSET_CLUSTERS:.0%} of the clusters are cosets)")
+    used = [n for n, s in zip(irreps, shares) if s > 0.1]
+    seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else "one run"
+    if len(ident.candidates) == 1 or not distinct:
+        which = ""
+    elif len(distinct) == 1 and found.count(distinct[0]) == len(found):
+        which = f"; every run returns the same partition ({cs.partitions[distinct[0]].side} cosets)"
+    else:
+        which = f"; they return {len(distinct)} different partitions of the class"
     lines = [
-        f"{run.name}: coset structure of {matrix} over {len(steps)} checkpoints",
-        f"  best at step {steps[-1]:,}: {_subgroup_label(group, best)} generated by "
-        f"{', '.join(payload['best']['generators'])}; score {payload['best']['score']:.3f} (random partitions of the same sizes: "
-        f"{null.mean():.3f} +- {null.std():.3f}, z = {z:.0f}), variance ratio {payload['best']['variance_ratio']:.1f} (random: 1)",
-        f"  the irrep shares of {matrix} predict {predicted[b]:.3f} for it (each irrep part using all columns of rho alike; "
-        "more means tighter cosets)",
-        "  next classes: " + "; ".join(f"{group.subgroups[p.subgroup].name}/{side} {sc:.3f}" for _, side, sc, p in others[:4]),
-        f"  k-means with k = {n_cosets}: {direct['coset_fraction']:.0%} of the clusters are cosets: {verdict}",
-        (f"  coset clusters at {len(clustered)} of {len(steps)} checkpoints (first at step {clustered[0]:,}, last at {clustered[-1]:,})"
-         if clustered else "  no coset clusters at any checkpoint"),
+        f"{run.name}: coset structure of {matrix} over {len(steps)} checkpoints; partitions ranked by the variance ratio F "
+        "(random: about 1), which rewards fewer blocks: a finer class can score higher yet rank lower",
+        f"  best at step {steps[-1]:,}: {_identified_label(group, cs, ident, names)}; F {cs.ratios[-1, b]:.1f}, score "
+        f"{cs.scores[-1, b]:.3f} (random partitions of the same sizes: {null.mean():.3f} +- {null.std():.3f}, z = {z:.0f})",
+        _identification_line(group, cs, ident),
+        f"  the irrep shares of {matrix} predict a score of {predicted[b]:.3f} for it (each irrep part using all columns of rho "
+        "alike; more means tighter cosets)",
+        "  next classes by F: " + "; ".join(f"{group.subgroups[cs.partitions[i].subgroup].name} (class "
+                                             f"{group.subgroups[cs.partitions[i].subgroup].class_id}) F {cs.ratios[-1, i]:.1f}, "
+                                             f"score {cs.scores[-1, i]:.3f}" for i in ranked[1:5]),
+        f"  {clusters} with k = {n_cosets}, {seeds_text}: " + ", ".join(f"{f:.0%}" for f in final_fracs)
+        + f" of the clusters are cosets of class {h.class_id} ({h.name}){which}",
+        f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
+        + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": "
+        + _formation_vs_grokking(formed, steps, grok["logged_step"]),
+        "  top class by F per checkpoint: " + _runs_text(steps.tolist(), payload["best_subgroup_over_training"]),
+        "  " + _grokking_text(grok),
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
-        + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(names, fixed)),
-        f"  {matrix} is {shares[top_irrep]:.0%} in {names[top_irrep]}, whose vectors have the stabilisers (largest first) "
+        + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(irreps, fixed)),
+        f"  {matrix} is {shares[top_irrep]:.0%} in {irreps[top_irrep]}, whose vectors have the stabilisers (largest first) "
         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
         + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them",
         f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (built from the columns H fixes "
         "alone, it would be constant on H's cosets)",
     ]
-    figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(steps, series, f"Coset structure of {matrix} over training")}
+    top = ranked[:6]
+    ratios_by_class = cs.class_maxima(group)
+    scores_by_class = cs.class_maxima(group, cs.scores)
+    label = lambda i: f"{_class_label(group, cs.partitions[i])}"  # noqa: E731
+    cids = [group.subgroups[cs.partitions[i].subgroup].class_id for i in top]
+    figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(
+        steps, {label(i): ratios_by_class[c] for i, c in zip(top, cids)}, {label(i): scores_by_class[c] for i, c in zip(top, cids)},
+        f"Coset structure of {matrix} over training: the top {len(top)} subgroup classes at the end, by variance ratio")}
     return Report(payload, lines, figs)
 
 
@@ -316,7 +469,7 @@ def reps_report(run: Run, step: int | None = None) -> Report:
                "share_W_E": WE.tolist(), "share_W_U": WU.tolist(), "logit_cosine": cos.tolist(),
                "logit_share": logit_share.tolist(), "logit_share_top2": float(logit_share[top].sum()),
                "columns_used_W_E": cols_E.tolist(), "columns_used_W_U": cols_U.tolist()}
-    lines = [f"{run.name} at step {step}: share explained per irrep (dimension; columns of rho(g) used)"]
+    lines = [f"{run.name} at step {step:,}: share explained per irrep (dimension; columns of rho(g) used)"]
     lines += [f"  {n:<16} d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(names, payload["dims"], WE, WU, cos, cols_E, cols_U)]
     carriers = [names[i] for i in top if logit_share[i] >= 0.01] or [names[top[0]]]
@@ -335,12 +488,13 @@ def training_report(run: Run) -> Report:
     from .analysis.phases import first_step
 
     m = run.metrics
-    grokked = first_step(m["step"], m["test_acc"] >= 0.99)
+    grok = grokking_steps(run)
     memorised = first_step(m["step"], m["train_acc"] >= 0.99)
-    payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grokked,
+    payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grok["logged_step"], "grokking": grok,
                "final_train_acc": float(m["train_acc"][-1]), "final_test_acc": float(m["test_acc"][-1])}
-    lines = [f"{run.name}: train acc >= 99% at step {memorised}, test acc >= 99% at step {grokked}; "
-             f"final train {m['train_acc'][-1]:.3f}, test {m['test_acc'][-1]:.3f}"]
+    lines = [f"{run.name}: train acc >= 99% first logged at step {_fmt_step(memorised)}; final train {m['train_acc'][-1]:.3f}, "
+             f"test {m['test_acc'][-1]:.3f}",
+             f"  {_grokking_text(grok)}"]
     figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"{run.name}: train and validation accuracy ({run.task.formula})"),
             "power_fig4_validation_loss": F.validation_loss(m, f"{run.name}: validation loss ({run.task.formula})")}
     return Report(payload, lines, figs)
@@ -356,6 +510,13 @@ def all_reports(run: Run) -> dict[str, Report]:
     return reports
 
 
+def portable_command(command: str) -> str:
+    """A run's command without the machine-specific ``--runs-dir`` / ``--out`` paths."""
+    import re
+
+    return re.sub(r"\s--(?:runs-dir|out)(?:=|\s+)\S+", "", command)
+
+
 def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
     """A small HTML page listing every figure with the summaries."""
     import html
@@ -363,7 +524,7 @@ def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
     parts = [f"<html><head><meta charset='utf-8'><title>grokinterp: {html.escape(run.name)}</title></head>",
              "<body style='font-family: Helvetica, Arial, sans-serif; max-width: 1000px; margin: auto'>",
              f"<h1>{html.escape(run.name)}: {html.escape(run.task.formula)}</h1>",
-             f"<p>Made by <code>{html.escape(run.command)}</code></p>"]
+             f"<p>Made by <code>{html.escape(portable_command(run.command))}</code></p>"]
     for name, rep in reports.items():
         parts.append(f"<h2>{html.escape(name)}</h2><pre>{html.escape(chr(10).join(rep.lines))}</pre><ul>")
         for stem in rep.figures:
@@ -405,7 +566,7 @@ def phases_report(run_dir, compare=None) -> Report:
                "test_phase_changes": test_pc, "train_phase_changes": train_pc,
                "distinct_test_phase_changes": distinct_steps(list(test_pc.values())), "induction_formed_step": formed,
                "final": {k: float(v[-1]) for k, v in m.items() if k != "step"}}
-    fmt = lambda d: ", ".join(f"{k} {v if v is not None else 'never'}" for k, v in d.items())  # noqa: E731
+    fmt = lambda d: ", ".join(f"{k} {_fmt_step(v)}" for k, v in d.items())  # noqa: E731
     lines = [f"{run_dir.name}: {cfg['task']} on {cfg['model']}, {data}, {int(m['step'][-1]):,} steps",
              f"  test loss below 10% of its start (phase change) at: {fmt(test_pc)}",
              f"  train loss phase change at: {fmt(train_pc)}",
@@ -413,7 +574,7 @@ def phases_report(run_dir, compare=None) -> Report:
     figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", f"{run_dir.name}: test loss per group")}
     if any(k.startswith("induction_head") for k in m):
         best = max(float(m[k][-1]) for k in m if k.startswith("induction_head"))
-        lines.append(f"  induction head formed (score > 0.5) at step {formed}" if formed is not None
+        lines.append(f"  induction head formed (score > 0.5) at step {formed:,}" if formed is not None
                      else f"  no induction head at offset 1 (best final score {best:.2f})")
         profile = _final_offset_profile(run_dir)
         payload["final_offset_profile"] = profile.tolist()

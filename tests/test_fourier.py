@@ -4,6 +4,7 @@ import torch
 
 from grokinterp.analysis import fourier as fa
 from grokinterp.analysis.phases import detect_phases
+from grokinterp.analysis.progress import fourier_ginis as progress_ginis
 from grokinterp.analysis.progress import gini, restricted_and_excluded_loss
 from grokinterp.engine import per_example_loss
 from grokinterp.tasks import Task
@@ -59,7 +60,7 @@ def test_planted_frequencies_are_found_by_every_rule():
     rng = np.random.default_rng(0)
     kf = fa.key_frequencies(planted_weights(rng), planted_activations(rng), P)
     assert kf.from_neurons == PLANTED and kf.from_embedding == PLANTED and kf.from_logit_map == PLANTED
-    assert kf.agree and kf.unassigned == 0
+    assert kf.agree and kf.unassigned == 0 and kf.keys == PLANTED and kf.why_none is None
     assert {k: len(v) for k, v in kf.clusters.items()} == {3: 14, 7: 13, 11: 13}
     assert kf.neuron_variance_explained > 0.99 and kf.embedding_energy_explained > 0.999
 
@@ -69,6 +70,32 @@ def test_flat_spectrum_is_not_mistaken_for_planted():
     acts = torch.tensor(rng.normal(size=(P, P, 40)))
     clusters, unassigned = fa.neuron_clusters(fa.neuron_frequency_shares(acts))
     assert clusters == {} and unassigned == 40
+
+
+def test_random_weights_have_no_key_frequencies():
+    """The gap rules always pick something; without neuron clusters there are no key frequencies."""
+    rng = np.random.default_rng(2)
+    t = lambda a: torch.tensor(a, dtype=torch.float32)[None]  # noqa: E731
+    w = {"embed.W_E": t(rng.normal(size=(P + 1, 16))), "blocks.0.mlp.W_out": t(rng.normal(size=(40, 16))),
+         "unembed.W_U": t(rng.normal(size=(16, P)))}
+    kf = fa.key_frequencies(w, torch.tensor(rng.normal(size=(P, P, 40))), P)
+    assert kf.from_logit_map and kf.from_embedding  # what the old headline fell back to
+    assert kf.keys == [] and kf.embedding_energy_explained == 0.0 and kf.logit_map_energy_explained == 0.0
+    assert kf.top_neuron_share < 0.85 and f"{kf.top_neuron_share:.0%}" in kf.why_none
+
+
+def test_gini_over_components_and_per_frequency():
+    """W_E with a large constant part and one frequency: the two readings differ, each exactly."""
+    x = np.arange(P)
+    K = (P - 1) // 2
+    W_E = np.stack([np.full(P, 3.0), np.cos(2 * np.pi * 5 * x / P)], 1)  # (P, 2)
+    W = {"embed.W_E": torch.tensor(np.vstack([W_E, np.zeros((1, 2))]))[None],
+         "blocks.0.mlp.W_out": torch.eye(2, dtype=torch.float64)[None], "unembed.W_U": torch.tensor(W_E.T)[None]}
+    g = progress_ginis(W, P)
+    assert g["gini_embedding_per_frequency"][0] == pytest.approx(1 - 1 / K)  # one frequency of K
+    c = np.sort([3.0 * np.sqrt(P), np.sqrt(P / 2)])  # the two non-zero component norms of P
+    assert g["gini_embedding"][0] == pytest.approx(((2 * np.arange(P - 1, P + 1) - P - 1) * c).sum() / (P * c.sum()))
+    assert g["gini_logit_map"][0] == pytest.approx(g["gini_embedding"][0])
 
 
 def pure_key_frequency_logits(task, freqs, scale=4.0):
@@ -134,3 +161,63 @@ def test_trained_run_key_frequencies_agree_and_measures_order(tiny_run):
     before = (m.steps >= ph.memorised_step) & (m.steps < ph.grokked_step)
     assert before.any() and (m.restricted_loss[before] < m.test_loss[before]).all()
     assert m.gini_logit_map[-1] > m.gini_logit_map[0] + 0.2
+
+
+def test_untrained_model_has_no_key_frequencies_and_progress_says_so(capsys, tiny_run, tmp_path):
+    """Step 0 of a trained run: no clusters; a run cut back to its first checkpoints: progress has no
+    key frequencies, so no restricted/excluded loss, unless --freqs gives them."""
+    import json
+    import shutil
+
+    from grokinterp.cli import main
+
+    d = str(tiny_run.path.parent)
+    assert main(["fourier", "--run", "tiny23", "--runs-dir", d, "--json", "--no-figures", "--step", "0"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["key_frequencies"] == [] and "no neuron cluster" in data["no_key_frequencies_because"]
+    assert data["key_frequencies_logit_map"]  # the gap rule still picks some: not reported as key
+    assert main(["fourier", "--run", "tiny23", "--runs-dir", d, "--no-figures", "--step", "0"]) == 0
+    assert "key frequencies: none (no neuron cluster" in capsys.readouterr().out
+    early = tmp_path / "early"
+    shutil.copytree(tiny_run.path, early)
+    for f in sorted((early / "checkpoints").glob("step_*.safetensors"))[3:]:
+        f.unlink()
+    args = ["progress", "--run", str(early), "--no-figures"]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["key_frequencies"] == [] and data["final"]["restricted_loss"] is None
+    assert all(v is None for v in data["measures"]["excluded_loss"])
+    assert main(args) == 0
+    assert "restricted and excluded loss not computed" in capsys.readouterr().out
+    assert main([*args, "--json", "--freqs", "1,2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["key_frequencies"] == [1, 2] and data["final"]["restricted_loss"] > 0
+    for bad in ("a,b", "0,3"):
+        assert main([*args, "--freqs", bad]) == 2
+        assert "--freqs" in capsys.readouterr().err
+
+
+def test_one_grokking_step_in_every_report(tiny_run, tmp_path):
+    """training and progress state the metrics.csv step and the first checkpoint at or after it (here
+    a copy whose test accuracy reaches 99% at step 500 and whose checkpoint 500 is gone: 550)."""
+    import csv
+    import shutil
+
+    import grokinterp as gi
+    from grokinterp.report import grokking_steps, progress_report, training_report
+
+    run_dir = tmp_path / "runs" / "g"
+    shutil.copytree(tiny_run.path, run_dir)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    for r in rows:
+        r["test_acc"] = "1.0" if int(r["step"]) >= 500 else str(min(float(r["test_acc"]), 0.5))
+    with (run_dir / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (run_dir / "checkpoints" / "step_00000500.safetensors").unlink()
+    run = gi.load_run("g", tmp_path / "runs")
+    g = grokking_steps(run)
+    assert g == {"logged_step": 500, "logged_every": 50, "first_checkpoint_at_or_after": 550}
+    text = "test acc >= 99% first logged at step 500 (metrics.csv, every 50 steps there); first checkpoint at/after it: 550"
+    assert text in "\n".join(training_report(run).lines) and text in "\n".join(progress_report(run).lines)

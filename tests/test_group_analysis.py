@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from grokinterp.analysis.cosets import (
+    class_fraction,
     cluster_cosets,
     coset_scores,
+    identify_best,
     irrep_predicted_scores,
     random_expectation,
     random_partition_scores,
@@ -72,7 +74,65 @@ def test_direct_clustering_recovers_coset_clusters(S5):
     X, _ = planted(S5, d5, "left", noise=0.05)
     for method in ("kmeans", "agglomerative"):
         out = cluster_cosets(X, S5, 12, method)
-        assert out["coset_fraction"] == 1.0 and all(s in ("left", "both") for s in out["sides"])
+        d5_class = next(h.class_id for h in S5.subgroups if frozenset(h.elements) == d5)
+        assert out["coset_fraction"] == 1.0 and class_fraction(out, d5_class) == 1.0
+
+
+def test_a_planted_side_and_conjugate_are_identified(S5):
+    """Tight left cosets of one point stabiliser: the other 4 conjugates and the right cosets score far
+    lower, so the report names this conjugate and side."""
+    h = _subgroup(S5, "S4")
+    X, _ = planted(S5, h.elements, "left", noise=0.05)
+    cs = coset_scores(X[None], S5)
+    null = random_partition_scores(X[None], cs.best().labels)[0]
+    ident = identify_best(cs, S5, float(null.std()))
+    assert ident.identified and len(ident.candidates) == 10  # 5 conjugates x 2 sides
+    best = cs.partitions[ident.candidates[0]]
+    assert S5.subgroups[best.subgroup] == h and best.side == "left" and ident.margin > 10 * ident.noise
+
+
+def test_partitions_of_a_class_cannot_be_told_apart_in_an_irrep_using_every_column(S5):
+    """The standard irrep using all its columns alike (rows of its projector): all 10 point-stabiliser
+    partitions score the same (the situation of s5-post, 99% standard with 4.0 of 4 columns), so
+    conjugate and side are not identified; A5 (normal) has one partition."""
+    X = isotypic_projectors(S5)[S5.irrep_names.index("standard")]
+    cs = coset_scores(X[None], S5)
+    null = random_partition_scores(X[None], cs.best().labels)[0]
+    ident = identify_best(cs, S5, float(null.std()))
+    assert S5.subgroups[cs.best().subgroup].name == "S4" and len(ident.candidates) == 10
+    assert not ident.identified and ident.margin < ident.noise
+    a5 = next(i for i, p in enumerate(cs.partitions) if S5.subgroups[p.subgroup].name == "A5")
+    cs.ratios[0, a5] = cs.ratios.max() + 1  # pretend A5 ranks first
+    assert len(identify_best(cs, S5, 0.0).candidates) == 1 and identify_best(cs, S5, 0.0).identified
+
+
+def test_one_ranking_orders_classes_and_figure(S5):
+    """Classes are ranked by variance ratio, one partition per class; the figure draws that ratio per class."""
+    from grokinterp.figures import coset_scores_over_training
+
+    h = _subgroup(S5, "S4")
+    X, _ = planted(S5, h.elements, "left", noise=0.3)
+    cs = coset_scores(torch.stack([X, X]), S5)
+    ranked = cs.ranked_classes(S5)
+    assert ranked[0] == cs.best_index() and list(cs.ratios[-1, ranked]) == sorted(cs.ratios[-1, ranked], reverse=True)
+    assert len({S5.subgroups[cs.partitions[i].subgroup].class_id for i in ranked}) == len(ranked) == 17  # proper nontrivial classes
+    r, sc = cs.class_maxima(S5), cs.class_maxima(S5, cs.scores)
+    cid = h.class_id
+    assert r[cid][-1] == cs.ratios[-1, ranked[0]] and sc[cid][-1] == cs.scores[-1, ranked[0]]
+    fig = coset_scores_over_training(np.array([0, 1]), {"S4": r[cid]}, {"S4": sc[cid]})
+    assert fig.data[0].name == "S4" and fig.layout.yaxis.type == "log"
+
+
+def test_formation_against_the_grokking_step():
+    from grokinterp.report import _formation_vs_grokking, _steps_text
+
+    assert _steps_text([0, 500, 1000, 1500, 2000], [500, 1000, 2000]) == "500-1,000, 2,000"
+
+    steps = [0, 10_000, 20_000, 40_000]
+    assert "cannot be told" in _formation_vs_grokking(20_000, steps, 13_000)  # s5-post: 99% test between checkpoints
+    assert "before test acc reached 99%" in _formation_vs_grokking(10_000, steps, 13_000)
+    assert "after test acc reached 99%" in _formation_vs_grokking(40_000, steps, 13_000)
+    assert "never recovered" in _formation_vs_grokking(None, steps, 13_000)
 
 
 def test_isotypic_projectors_are_a_resolution_of_identity(S5):
@@ -105,6 +165,16 @@ def test_fixed_dimensions_match_reference(S5):
     fixed = dict(zip(S5.irrep_names, fixed_dimensions(S5, d5)))
     # REFERENCE: D5 fixes a vector only in the trivial, sign and the two 5-dimensional irreps
     assert fixed == {"trivial": 1, "sign": 1, "standard": 0, "standard x sign": 0, "dim5a": 1, "dim5b": 1, "dim6a": 0}
+
+
+def test_stabilising_subgroups_by_name_or_index(S5):
+    names = S5.irrep_names
+    assert stabilising_subgroups(S5, "standard") == stabilising_subgroups(S5, names.index("standard"))
+    assert stabilising_subgroups(S5, "standard")[0][1] == "S4"
+    with pytest.raises(ValueError, match="unknown irrep"):
+        stabilising_subgroups(S5, "dim9")
+    with pytest.raises(ValueError, match="out of range"):
+        stabilising_subgroups(S5, len(names))
 
 
 def test_stabilising_subgroups_of_s5_irreps(S5):
@@ -209,3 +279,11 @@ def test_group_commands_refuse_modular_runs(capsys, tiny_run):
     assert sum(shares.values()) == pytest.approx(1.0) and len(shares) == (p - 1) // 2
     top = int(next(iter(shares)))  # JSON keys are strings; the largest share comes first
     assert shares[str(top)] == max(shares.values()) and (top * k) % p in (1, p - 1)
+
+
+def test_tsne_refuses_k_below_one(capsys, tiny_run):
+    from grokinterp.cli import main
+
+    assert main(["tsne", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--k", "0", "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "--k must be at least 1" in err and len(err.strip().splitlines()) == 1

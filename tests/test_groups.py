@@ -43,12 +43,15 @@ def test_isomorphism_types_of_s5_subgroups(S5):
     assert counts["A5"] == 1 and counts["S4"] == 5 and counts["F20"] == 6 and counts["D5"] == 6 and counts["A4"] == 5
 
 
-def test_coset_side_detection(S5):
+def test_a_coset_is_found_with_its_subgroup_and_has_no_side(S5):
     h = S5.subgroups[30].elements  # some small subgroup
     g = 77
     left = S5.table[g, list(h)]
-    assert S5.coset_side(left) in ("left", "both")
-    assert S5.coset_side([0, 1, 2, 5, 7, 11]) is None
+    sub = S5.coset_of(left)
+    assert sub is not None and S5.is_subgroup(sub) and sorted(S5.table[min(left), list(sub)]) == sorted(left)
+    conj = S5.conjugate(sub, min(left))  # c0 H c0^-1: the same set is its right coset
+    assert sorted(S5.table[list(conj), min(left)]) == sorted(left)
+    assert S5.coset_of([0, 1, 2, 5, 7, 11]) is None
 
 
 def test_character_orthogonality_and_dimensions(S5):

@@ -121,8 +121,36 @@ def test_s5_post_output_weights_cluster_into_cosets(capsys):
     dominant, best = cos["dominant_irrep"], cos["best"]
     assert dominant["share"] > 0.95 and dominant["best_class_is_a_stabiliser"]
     assert best["class_id"] == dominant["stabilising_subgroups"][0]["class_id"]  # the largest stabiliser
-    assert cos["clusters_into_cosets"] and cos["direct_clustering"]["coset_fraction"] == 1.0
     assert best["z_vs_random_partitions"] > 10 and best["score"] == pytest.approx(best["irrep_prediction"], abs=0.03)
+    # conjugate and side: the 10 point-stabiliser partitions (5 conjugates x 2 sides) score within the random spread
+    part = cos["class_partitions"]
+    assert part["count"] == 10 and part["margin_over_runner_up"] < part["random_spread"]
+    assert not best["identified"] and best["side"] is None and best["generators"] is None
+    direct = cos["direct_clustering"]
+    assert cos["clusters_into_cosets"] and direct["coset_fraction_per_seed"] == [1.0] * 5
+    assert direct["distinct_partitions_found"] >= 2  # k-means seeds land on different conjugates/sides
+    # the final class's (S4) cosets appear at 20,000; at 10,000 the clusters were A5's halves; 99% test at 13,000
+    assert cos["structure_forms_at_step"] == 20_000 and cos["best_subgroup_over_training"][1] == "A5"
+    assert cos["grokking"]["logged_step"] == 13_000 and cos["grokking"]["first_checkpoint_at_or_after"] == 20_000
+    # one ranking: classes by variance ratio, the best first; finer classes (S3) score higher yet rank lower
+    ranked = cos["classes_ranked"]
+    assert ranked[0]["class_id"] == best["class_id"]
+    assert [c["variance_ratio"] for c in ranked] == sorted((c["variance_ratio"] for c in ranked), reverse=True)
+    assert any(c["score"] > best["score"] for c in ranked[1:])
     assert main(["reps", *args]) == 0
     reps = json.loads(capsys.readouterr().out)
     assert max(reps["logit_share"]) > 0.85  # logits carried by the irrep W_U lies in
+
+
+def test_no_machine_paths_and_no_missing_tracked_files():
+    """The index page's `Made by` command drops --runs-dir/--out; .gitignore keeps only files that exist."""
+    from grokinterp.report import index_page, portable_command
+
+    for name in ("modadd113", "s5", "s5-post"):
+        run = gi.load_run(SHIPPED / name)
+        page = index_page(run, {}, [])
+        assert "Made by <code>grokinterp " in page and "--runs-dir" not in page and "/tmp" not in page
+    assert portable_command("grokinterp train --run s5 --runs-dir /tmp/ref") == "grokinterp train --run s5"
+    root = SHIPPED.parent
+    kept = [line[2:] for line in (root / ".gitignore").read_text().splitlines() if line.startswith("!/")]
+    assert kept and all((root / k).exists() for k in kept)

@@ -10,7 +10,15 @@ cosets Hg, for every checkpoint at once: W = 1 - <A, Xc Xc^T> / tr(Xc Xc^T), wit
 
 The cosets of a subgroup K of H refine those of H and score as well as H's, so partitions are
 ranked by the variance ratio (Calinski-Harabasz) F = [(1 - W) / (k - 1)] / [W / (n - k)], which is
-about 1 for a random partition and rewards explaining the variance with fewer blocks.
+about 1 for a random partition and rewards explaining the variance with fewer blocks. That one
+ranking picks the best partition, orders the classes and chooses what figures show; a finer class
+can score higher and still rank lower.
+
+Conjugate and side: every left coset gH is the right coset (gHg^-1)g, so one cluster has no side.
+What can differ is the partition: the left cosets of H, the right cosets of H and those of each
+conjugate of H are different partitions of G (for a normal H, one). ``identify_best`` names a
+conjugate and side only when the best partition beats the runner-up of its class by more than the
+spread of random partitions' scores; otherwise the data give the subgroup up to conjugacy and side.
 
 Two yardsticks for a score: random partitions with the same block sizes (their mean is 0; their
 spread gives a z-score), and the irreps: averaging over the cosets gH keeps, of a function in the
@@ -90,14 +98,57 @@ class CosetScores:
     def best(self, s: int = -1) -> Partition:
         return self.partitions[self.best_index(s)]
 
-    def best_per_class(self, group: FiniteGroup, s: int = -1) -> dict[tuple[int, str], tuple[float, Partition]]:
-        """{(subgroup class, side): (score, partition)} for the best-ranked partition of each class."""
-        out: dict[tuple[int, str], tuple[float, float, Partition]] = {}
-        for score, ratio, part in zip(self.scores[s], self.ratios[s], self.partitions):
-            key = (group.subgroups[part.subgroup].class_id, part.side)
-            if key not in out or ratio > out[key][1]:
-                out[key] = (float(score), float(ratio), part)
-        return {k: (v[0], v[2]) for k, v in out.items()}
+    def class_maxima(self, group: FiniteGroup, values: np.ndarray | None = None) -> dict[int, np.ndarray]:
+        """{subgroup class: (S,) the largest of ``values`` (default: ratios) over that class's partitions}."""
+        values = self.ratios if values is None else values
+        classes = np.array([group.subgroups[p.subgroup].class_id for p in self.partitions])
+        return {int(c): values[:, classes == c].max(1) for c in np.unique(classes)}
+
+    def ranked_classes(self, group: FiniteGroup, s: int = -1) -> list[int]:
+        """Partition indices, one per subgroup class (its best-ranked partition), by ratio, best first."""
+        best: dict[int, int] = {}
+        for i, part in enumerate(self.partitions):
+            c = group.subgroups[part.subgroup].class_id
+            if c not in best or self.ratios[s, i] > self.ratios[s, best[c]]:
+                best[c] = i
+        return sorted(best.values(), key=lambda i: -self.ratios[s, i])
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings split the elements into the same blocks (labels may differ)."""
+    pairs = set(zip(np.asarray(a).tolist(), np.asarray(b).tolist()))
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+@dataclass
+class Identification:
+    """How far the data single out the best partition within its subgroup class.
+
+    ``candidates``: indices of the distinct partitions of the class (conjugates x sides; one for a
+    normal subgroup), best first; ``scores`` theirs. ``identified`` when there is one candidate, or
+    when the best leads the runner-up by more than ``noise`` (the random-partition spread).
+    """
+
+    class_id: int
+    candidates: list[int]
+    scores: np.ndarray
+    margin: float | None  # best minus runner-up score; None with one candidate
+    noise: float
+    identified: bool
+
+
+def identify_best(cs: CosetScores, group: FiniteGroup, noise: float, s: int = -1) -> Identification:
+    """Compare the best partition with the other conjugates and sides of its class at checkpoint s."""
+    b = cs.best_index(s)
+    cid = group.subgroups[cs.partitions[b].subgroup].class_id
+    same_class = [i for i, p in enumerate(cs.partitions) if group.subgroups[p.subgroup].class_id == cid]
+    distinct: list[int] = []
+    for i in sorted(same_class, key=lambda i: -cs.scores[s, i]):
+        if not any(same_partition(cs.partitions[i].labels, cs.partitions[j].labels) for j in distinct):
+            distinct.append(i)
+    scores = cs.scores[s, distinct]
+    margin = float(scores[0] - scores[1]) if len(distinct) > 1 else None
+    return Identification(cid, distinct, scores, margin, float(noise), margin is None or margin > noise)
 
 
 def coset_scores(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions: list[Partition] | None = None) -> CosetScores:
@@ -129,9 +180,11 @@ def irrep_predicted_scores(shares: Float[Tensor, "S k"], group: FiniteGroup, par
 
 
 def cluster_cosets(X: Float[Tensor, "n d"], group: FiniteGroup, k: int, method: str = "kmeans", seed: int = 0) -> dict:
-    """Cluster X into k groups directly and test each cluster for being a left / right coset.
+    """Cluster X into k groups directly and test each cluster for being a coset.
 
-    A cluster C is a left coset iff c0^-1 C is a subgroup, a right coset iff C c0^-1 is.
+    A cluster C is a coset iff c0^-1 C is a subgroup (then C is a left coset of it and a right coset
+    of its conjugate by c0). Returns the labels, each cluster's subgroup class (None: not a coset)
+    and the share of clusters that are cosets.
     """
     from sklearn.cluster import AgglomerativeClustering, KMeans
 
@@ -142,5 +195,12 @@ def cluster_cosets(X: Float[Tensor, "n d"], group: FiniteGroup, k: int, method: 
         labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(Xn)
     else:
         raise ValueError(f"unknown clustering method {method!r}; choose kmeans or agglomerative")
-    sides = [group.coset_side(np.flatnonzero(labels == c)) for c in range(k)]
-    return {"labels": labels, "sides": sides, "coset_fraction": float(np.mean([s is not None for s in sides]))}
+    class_of = {h.elements: h.class_id for h in group.subgroups}
+    subs = [group.coset_of(np.flatnonzero(labels == c)) for c in range(k)]
+    classes = [None if h is None else class_of[h] for h in subs]
+    return {"labels": labels, "classes": classes, "coset_fraction": float(np.mean([c is not None for c in classes]))}
+
+
+def class_fraction(clustering: dict, class_id: int) -> float:
+    """Share of the clusters of ``cluster_cosets`` that are cosets of a subgroup in class ``class_id``."""
+    return float(np.mean([c == class_id for c in clustering["classes"]]))

@@ -105,7 +105,12 @@ def gap_key_frequencies(energy: Float[Tensor, "K"], max_keys: int | None = None)
 
 @dataclass
 class KeyFrequencies:
-    """Key frequencies of one checkpoint by the three rules, with the evidence."""
+    """Key frequencies of one checkpoint by the three rules, with the evidence.
+
+    The neuron rule is the one that can say "none": the gap rules always return some frequencies,
+    so without neuron clusters there are no key frequencies (``keys`` is empty) and ``why_none``
+    says why; the gap rules' picks are then only the largest gaps of a spectrum.
+    """
 
     from_neurons: list[int]
     from_embedding: list[int]
@@ -115,11 +120,27 @@ class KeyFrequencies:
     neuron_variance_explained: float  # share of centred MLP variance in the key-frequency blocks
     embedding_energy_explained: float  # share of W_E's non-constant energy in the key frequencies
     logit_map_energy_explained: float
+    top_neuron_share: float  # the largest share any neuron has in one frequency
     threshold: float = 0.85
+
+    @property
+    def keys(self) -> list[int]:
+        """The key frequencies: the neuron clusters' (empty when there are none)."""
+        return self.from_neurons
 
     @property
     def agree(self) -> bool:
         return self.from_neurons == self.from_embedding == self.from_logit_map
+
+    @property
+    def why_none(self) -> str | None:
+        """Why there are no key frequencies (None when there are)."""
+        if self.keys:
+            return None
+        if self.top_neuron_share < self.threshold:
+            return (f"no neuron cluster: no neuron has {self.threshold:.0%} of its variance in one frequency "
+                    f"(the largest share is {self.top_neuron_share:.0%})")
+        return f"no neuron cluster: the neurons with a share >= {self.threshold:.0%} do not form clusters of 2 or more"
 
 
 def neuron_clusters(shares: Float[Tensor, "d_mlp K"], threshold: float = 0.85, min_neurons: int = 2) -> tuple[dict[int, list[int]], int]:
@@ -153,8 +174,9 @@ def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, thr
         clusters=clusters,
         unassigned=unassigned,
         neuron_variance_explained=float(explained),
-        embedding_energy_explained=share(e_emb, keys or from_emb),
-        logit_map_energy_explained=share(e_wl, keys or from_wl),
+        embedding_energy_explained=share(e_emb, keys),
+        logit_map_energy_explained=share(e_wl, keys),
+        top_neuron_share=float(shares.max()) if shares.numel() else 0.0,
         threshold=threshold,
     )
 

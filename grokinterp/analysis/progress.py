@@ -3,8 +3,12 @@
 - restricted loss: logits kept only along the key frequencies' cos(w(a+b)), sin(w(a+b))
   directions (plus each answer's mean), evaluated on all pairs;
 - excluded loss: those directions removed, evaluated on the training pairs;
-- Gini coefficient (Hurley and Rickard) of the Fourier-component norms of W_E and of W_L;
+- Gini coefficient (Hurley and Rickard) of the Fourier-component norms of W_E and of W_L: over
+  the p component norms (const, cos k, sin k), and per frequency over the (p-1)/2 norms
+  sqrt(|cos k|^2 + |sin k|^2) (constant left out);
 - total sum of squared weights.
+
+Without key frequencies (no neuron clusters) the restricted and excluded losses are undefined: NaN.
 
 For other modular tasks the directions are cos/sin(w z) with z = x op y (for x-y: cos(w(a-b))).
 """
@@ -22,7 +26,7 @@ from ..engine import per_example_loss
 from ..models import ModelSpec, is_trainable
 from ..tasks import Task
 from .batched import chunk_size, chunks, logits_and_neurons
-from .fourier import answer_directions, embedding_spectrum, logit_map_spectrum, logit_projection
+from .fourier import answer_directions, embedding_spectrum, frequency_energy, logit_map_spectrum, logit_projection
 
 
 def gini(c: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
@@ -31,6 +35,15 @@ def gini(c: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
     n = c.shape[-1]
     i = torch.arange(1, n + 1, dtype=torch.float64)
     return ((2 * i - n - 1) * c).sum(-1) / (n * c.sum(-1).clamp_min(1e-30))
+
+
+def fourier_ginis(weights: dict, p: int) -> dict[str, np.ndarray]:
+    """(S,) Gini of W_E's and W_L's Fourier norms: over the p component norms (const, cos k, sin k)
+    and per frequency over the (p-1)/2 norms sqrt(|cos k|^2 + |sin k|^2)."""
+    emb, wl = embedding_spectrum(weights, p), logit_map_spectrum(weights)
+    return {"gini_embedding": gini(emb).numpy(), "gini_logit_map": gini(wl).numpy(),
+            "gini_embedding_per_frequency": gini(frequency_energy(emb).sqrt()).numpy(),
+            "gini_logit_map_per_frequency": gini(frequency_energy(wl).sqrt()).numpy()}
 
 
 def sum_squared_weights(weights: dict, spec: ModelSpec | None = None) -> Float[Tensor, "S"]:
@@ -64,23 +77,33 @@ class ProgressMeasures:
     test_loss: np.ndarray
     restricted_loss: np.ndarray
     excluded_loss: np.ndarray
-    gini_embedding: np.ndarray
+    gini_embedding: np.ndarray  # over the p component norms (const, cos k, sin k)
     gini_logit_map: np.ndarray
+    gini_embedding_per_frequency: np.ndarray  # over the (p-1)/2 frequency norms, constant left out
+    gini_logit_map_per_frequency: np.ndarray
     sum_squared_weights: np.ndarray
     train_acc: np.ndarray
     test_acc: np.ndarray
 
     def as_dict(self) -> dict:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
+        """Lists for JSON; NaN (undefined) becomes None."""
+        return {k: (_none_for_nan(v.tolist()) if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
 
     def at(self, i: int) -> dict:
-        return {k: (v[i].item() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
+        return {k: (_none_for_nan(v[i].item()) if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
+
+
+def _none_for_nan(v):
+    if isinstance(v, list):
+        return [_none_for_nan(x) for x in v]
+    return None if isinstance(v, float) and np.isnan(v) else v
 
 
 @torch.no_grad()
 def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_mask: np.ndarray, key_freqs: list[int],
                       progress=None) -> ProgressMeasures:
-    """All measures for stacked checkpoints, in batched forward passes (``progress``: a tqdm-like callback)."""
+    """All measures for stacked checkpoints, in batched forward passes (``progress``: a tqdm-like callback).
+    With ``key_freqs`` empty the restricted and excluded losses are NaN (undefined)."""
     train = torch.from_numpy(train_mask)
     labels = task.all_labels()
     directions = answer_directions(task.labels, task.p, key_freqs)
@@ -92,7 +115,10 @@ def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_m
         y = labels.expand(S, -1)
         nll = per_example_loss(logits, y)
         correct = (logits.argmax(-1) == y).double()
-        restricted, excluded = restricted_and_excluded_loss(logits, labels, directions, train)
+        if key_freqs:
+            restricted, excluded = restricted_and_excluded_loss(logits, labels, directions, train)
+        else:
+            restricted = excluded = torch.full((S,), float("nan"), dtype=torch.float64)
         cols["train_loss"].append(nll[:, train].mean(1))
         cols["test_loss"].append(nll[:, ~train].mean(1))
         cols["train_acc"].append(correct[:, train].mean(1))
@@ -105,8 +131,7 @@ def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_m
     return ProgressMeasures(
         steps=np.asarray(steps),
         key_frequencies=list(key_freqs),
-        gini_embedding=gini(embedding_spectrum(weights, task.p)).numpy(),
-        gini_logit_map=gini(logit_map_spectrum(weights)).numpy(),
+        **fourier_ginis(weights, task.p),
         sum_squared_weights=sum_squared_weights(weights, spec).numpy(),
         **out,
     )

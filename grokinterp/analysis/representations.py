@@ -60,15 +60,21 @@ def fixed_dimensions(group: FiniteGroup, subgroup_elements) -> np.ndarray:
     return np.round(chars[:, list(subgroup_elements)].mean(1), 6) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def stabilising_subgroups(group: FiniteGroup, irrep: int) -> list[tuple[int, str, int, int]]:
-    """Proper nontrivial subgroup classes that are the exact stabiliser of a vector of irrep ``irrep``:
-    (class_id, name, order, dims fixed), largest first.
+def stabilising_subgroups(group: FiniteGroup, irrep: int | str) -> list[tuple[int, str, int, int]]:
+    """Proper nontrivial subgroup classes that are the exact stabiliser of a vector of irrep ``irrep``
+    (an index or a name in ``group.irrep_names``): (class_id, name, order, dims fixed), largest first.
 
     H is the stabiliser of some vector iff it fixes a vector and every larger subgroup fixes fewer
     dimensions (then a generic vector of Fix(H) lies outside the smaller Fix(K)). The orbit of a
     vector with stabiliser H is in bijection with the left cosets gH, so an embedding built from
     one such vector is constant on exactly those cosets.
     """
+    if isinstance(irrep, str):
+        if irrep not in group.irrep_names:
+            raise ValueError(f"unknown irrep {irrep!r}; {group.name} has {', '.join(group.irrep_names)}")
+        irrep = group.irrep_names.index(irrep)
+    elif not 0 <= irrep < len(group.irrep_names):
+        raise ValueError(f"irrep index {irrep} out of range; {group.name} has {len(group.irrep_names)} irreps")
     fixed = {h.elements: int(round(fixed_dimensions(group, h.elements)[irrep])) for h in group.subgroups}
     out = []
     for cls in group.subgroup_classes():
