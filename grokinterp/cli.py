@@ -44,9 +44,27 @@ def _add_output(p: argparse.ArgumentParser, figures: bool = True, step: bool = T
 
 
 def _open_run(args):
+    """The run named by --run, refused (RunError) while it has no checkpoints to analyse."""
     from .runs import load_run
 
-    return load_run(args.run, args.runs_dir)
+    run = load_run(args.run, args.runs_dir)
+    run.resolve_step(None)
+    return run
+
+
+def _os_error_message(e: OSError, command: str) -> str:
+    """One line for a file-system error (permission denied, read-only file system, disk full, ...)."""
+    import errno
+
+    where = f": {e.filename}" if e.filename else ""
+    what = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        todo = "free some space and run the command again" + (" (with --resume to continue the run)" if command == "train" else "")
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        todo = "check the permissions, or choose a folder you can write to (--out, --runs-dir)"
+    else:
+        todo = "check the path"
+    return f"{what}{where}; {todo}"
 
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
@@ -151,14 +169,21 @@ def cmd_runs(args) -> int:
 
     from .store import RunError
 
+    from .sequence_training import SEQUENCE_PRESETS
+
     runs = []
     for r in list_runs(args.runs_dir):
         try:
             runs.append(r.summary())
         except RunError as e:  # one broken run must not hide the others
             runs.append({"name": r.name, "error": str(e)})
+        except OSError as e:
+            runs.append({"name": r.name, "error": _os_error_message(e, args.command)})
     presets = {k: v.description for k, v in PRESETS.items()}
-    lines = ["presets:"] + [f"  {k:<12} {d}" for k, d in presets.items()] + ["", "trained runs:"]
+    sequence_presets = {k: v.description for k, v in SEQUENCE_PRESETS.items()}
+    lines = (["presets:"] + [f"  {k:<16} {d}" for k, d in presets.items()]
+             + ["", "sequence presets (`grokinterp phases` analyses them):"] + [f"  {k:<16} {d}" for k, d in sequence_presets.items()]
+             + ["", "trained runs:"])
     for s in runs:
         if "error" in s:
             lines.append(f"  {s['name']:<20} unreadable: {s['error']}")
@@ -170,13 +195,15 @@ def cmd_runs(args) -> int:
         lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
     if not runs:
         lines.append("  (none yet: `grokinterp train --run modadd113`)")
-    _emit(args, {"presets": presets, "runs": runs}, lines)
+    _emit(args, {"presets": presets, "sequence_presets": sequence_presets, "runs": runs}, lines)
     return 0
 
 
 def cmd_table(args) -> int:
     from .tasks import Task, format_table
 
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
     task = Task(args.task, args.p)
     train_idx = None if args.frac is None else task.split(args.frac, args.seed)[0]
     print(f"{task.formula}: {len(task)} equations" + ("" if args.frac is None else f", {len(train_idx)} shown, the rest '?'"))
@@ -411,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .store import RunError, RunNameError
+    from .store import RunError, RunNameError, RunsDirError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -420,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, TaskError, ModelError, RunNameError) as e:
+    except (UsageError, ConfigError, TaskError, ModelError, RunNameError, RunsDirError) as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RunError as e:
@@ -432,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:  # permission denied, read-only file system, disk full, ...
+        print(f"grokinterp {args.command}: error: {_os_error_message(e, args.command)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
