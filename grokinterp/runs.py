@@ -208,9 +208,9 @@ class Run:
 
 def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
     """Open a run by name (looked up in runs_dir / $GROKINTERP_RUNS, ./checkpoints, the repo's) or by
-    path (a Path, or a string with a '/'; a plain name that is a run folder here also opens)."""
+    path (a Path, '.', '..', or a string with a '/'; a plain name that is a run folder here also opens)."""
     path = Path(name)
-    if isinstance(name, Path) or "/" in name or os.sep in name:
+    if isinstance(name, Path) or "/" in name or os.sep in name or name in (".", ".."):
         if _is_run_dir(path):
             return Run(path)
         raise RunError(f"no run directory at {name} (a run directory holds a config.json); see `grokinterp runs` for what exists")

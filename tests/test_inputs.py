@@ -95,6 +95,7 @@ CASES = [
     ("300-character name", None, None, ["fourier", "--run", LONG_NAME, "--runs-dir", "{d}"], 2, "300 characters long"),
     ("300-character --compare", None, None, ["phases", "--run", "copy", "--compare", LONG_NAME, "--runs-dir", "{d}"], 2,
      "300 characters long"),
+    ("name with a space", None, None, ["fourier", "--run", "my run", "--runs-dir", "{d}"], 2, "bad run name 'my run'"),
     ("name with a path", None, None, ["fourier", "--run", "../copy-elsewhere", "--runs-dir", "{d}"], 1, "no run directory at ../copy-elsewhere"),
     ("missing run", None, None, ["progress", "--run", "nothing-here", "--runs-dir", "{d}"], 1, "no run named 'nothing-here'"),
     ("no checkpoints folder", lambda d: shutil.rmtree(d / "checkpoints"), None, ["progress", "--run", "copy", "--runs-dir", "{d}"], 1,
@@ -152,12 +153,13 @@ def test_one_broken_config_does_not_hide_the_other_runs(capsys, run_copy, conten
     assert runs["good"]["steps_done"] == 1000 and "error" not in runs["good"]
 
 
-def test_a_run_opens_by_path_and_by_plain_name_in_the_current_folder(capsys, monkeypatch, run_copy):
+def test_a_run_opens_by_path_by_plain_name_here_and_as_dot(capsys, monkeypatch, run_copy):
     code, out, _ = run_cli(capsys, "fourier", "--run", str(run_copy), "--json", "--no-figures", "--step", "50")
     assert code == 0 and json.loads(out)["step"] == 50
-    monkeypatch.chdir(run_copy.parent)
-    code, out, _ = run_cli(capsys, "fourier", "--run", "copy", "--json", "--no-figures", "--step", "50")
-    assert code == 0 and json.loads(out)["step"] == 50
+    for folder, name in (run_copy.parent, "copy"), (run_copy, "."):
+        monkeypatch.chdir(folder)
+        code, out, _ = run_cli(capsys, "fourier", "--run", name, "--json", "--no-figures", "--step", "50")
+        assert code == 0 and json.loads(out)["step"] == 50
 
 
 def test_disk_full_while_training_then_resume(capsys, monkeypatch, tmp_path):
