@@ -119,8 +119,6 @@ class Run:
     def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
         """Parameters of one checkpoint (all, or only ``names``) as float32 tensors, checked against the
         config; a tensor that is not floating point or holds NaN/inf is refused by name."""
-        import torch
-
         step = self.resolve_step(step)
         path = checkpoint_path(self.path, step)
         tensors, _ = read_tensors(path, names)
@@ -129,10 +127,12 @@ class Run:
             if not v.is_floating_point():
                 raise RunError(f"{path}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, not floating point; "
                                "the checkpoint is corrupt: restore it or retrain the run")
-            if not torch.isfinite(v).all():
+        weights = {k: v.float() for k, v in tensors.items()}
+        for k, v in weights.items():
+            if not np.isfinite(v.numpy()).all():  # numpy: single-threaded, many times faster than torch here on a busy CPU
                 raise RunError(f"{path}: tensor {k} holds NaN or infinite values; the run diverged or the file is corrupt, "
                                "so this checkpoint cannot be analysed")
-        return {k: v.float() for k, v in tensors.items()}
+        return weights
 
     def stacked_weights(self, steps: list[int] | None = None, names: list[str] | None = None) -> dict:
         """{name: tensor (n_steps, ...)} over checkpoints (all by default) for batched analyses."""
