@@ -166,10 +166,8 @@ def cmd_phases(args) -> int:
 
 def cmd_runs(args) -> int:
     from .runs import list_runs
-
-    from .store import RunError
-
     from .sequence_training import SEQUENCE_PRESETS
+    from .store import RunError
 
     runs = []
     for r in list_runs(args.runs_dir):
