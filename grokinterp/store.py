@@ -29,6 +29,10 @@ class RunError(Exception):
     """A run that cannot be found or read (missing or corrupt files, mismatched checkpoint)."""
 
 
+class RunsDirError(ValueError):
+    """A runs folder (--runs-dir or $GROKINTERP_RUNS) that exists but is not a folder (a usage error: exit code 2)."""
+
+
 class RunNameError(ValueError):
     """A run or sweep name that is not a plain folder name (a usage error: exit code 2)."""
 
@@ -57,10 +61,6 @@ def is_shipped(run_dir: Path) -> bool:
     """True for the reference runs shipped in the repository's checkpoints/ (never written to)."""
     run_dir = Path(run_dir)
     return run_dir.name in SHIPPED_RUNS and run_dir.resolve().parent == REPO_CHECKPOINTS.resolve()
-
-
-class RunsDirError(ValueError):
-    """A runs folder (--runs-dir or $GROKINTERP_RUNS) that exists but is not a folder (a usage error: exit code 2)."""
 
 
 def search_dirs(runs_dir: str | Path | None = None) -> list[Path]:

@@ -42,6 +42,12 @@ def test_table(capsys):
     assert code == 0 and out.splitlines()[2].split() == ["0", "0", "1", "2", "3", "4"]
 
 
+def test_python_dash_m_grokinterp():
+    out = subprocess.run([sys.executable, "-m", "grokinterp", "table", "--task", "add", "--p", "5", "--size", "2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("x+y (mod 5): 25 equations"), out.stderr
+
+
 def test_runs_lists_presets_and_trained_runs(capsys, tiny_run):
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tiny_run.path.parent), "--json")
     data = json.loads(out)
@@ -151,12 +157,6 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "grokinterp.cli", "progress", "--run", "nothing", "--runs-dir", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
-
-
-def test_python_dash_m_grokinterp():
-    out = subprocess.run([sys.executable, "-m", "grokinterp", "table", "--task", "add", "--p", "5", "--size", "2"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.startswith("x+y (mod 5): 25 equations"), out.stderr
 
 
 def test_resume_without_state_is_an_error(capsys, run_copy):
