@@ -44,11 +44,10 @@ def _add_output(p: argparse.ArgumentParser, figures: bool = True, step: bool = T
 
 
 def _open_run(args):
-    """The run named by --run, refused (RunError) while it has no checkpoints to analyse."""
     from .runs import load_run
 
     run = load_run(args.run, args.runs_dir)
-    run.resolve_step(None)
+    run.resolve_step(None)  # RunError while the run has no checkpoints to analyse
     return run
 
 
