@@ -181,6 +181,8 @@ class Task:
         """Deterministic train/test split of the pair indices: ``int(frac * N)`` train, sorted."""
         if not 0 < frac < 1:
             raise TaskError(f"training fraction must be in (0, 1), got {frac}")
+        if seed < 0:
+            raise TaskError(f"split seed must be 0 or more, got {seed}")
         perm = np.random.default_rng(seed).permutation(len(self))
         n_train = int(frac * len(self))
         if n_train == 0 or n_train == len(self):

@@ -121,7 +121,7 @@ CASES = [
     ("disk full", None, _full_disk_figures, ["fourier", "--run", "copy", "--runs-dir", "{d}"], 1, "No space left on device"),
     ("table --size -3", None, None, ["table", "--task", "add", "--p", "5", "--size", "-3"], 2, "must be at least 1, got -3"),
     ("table --size 0", None, None, ["table", "--task", "add", "--p", "5", "--size", "0"], 2, "must be at least 1, got 0"),
-    ("table --seed -1", None, None, ["table", "--task", "add", "--p", "5", "--frac", "0.5", "--seed", "-1"], 2, "--seed must be 0 or more"),
+    ("table --seed -1", None, None, ["table", "--task", "add", "--p", "5", "--frac", "0.5", "--seed", "-1"], 2, "split seed must be 0 or more, got -1"),
 ]
 
 
