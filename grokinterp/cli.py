@@ -60,7 +60,7 @@ def _os_error_message(e: OSError, command: str) -> str:
     if e.errno == errno.ENOSPC:
         todo = "free some space and run the command again" + (" (with --resume to continue the run)" if command == "train" else "")
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        todo = "check the permissions, or choose a folder you can write to (--out, --runs-dir)"
+        todo = "check its permissions, or use a folder you can read and write (--out, --runs-dir)"
     else:
         todo = "check the path"
     return f"{what}{where}; {todo}"

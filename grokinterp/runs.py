@@ -235,13 +235,18 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
-    """Every run directory in the search folders (first folder wins for a repeated name)."""
+    """Every run directory in the search folders (first folder wins for a repeated name); a folder
+    that cannot be looked into is listed too, so that reading it says why."""
     seen, out = set(), []
     for d in search_dirs(runs_dir):
         if not d.is_dir():
             continue
         for sub in sorted(d.iterdir()):
-            if (sub / "config.json").is_file() and sub.name not in seen:
+            try:
+                is_run = (sub / "config.json").is_file()
+            except PermissionError:
+                is_run = True
+            if is_run and sub.name not in seen:
                 seen.add(sub.name)
                 out.append(Run(sub))
     return out

@@ -196,10 +196,23 @@ def _without_root_bypass():
     return ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
 
 
-def test_real_permission_denied_on_a_checkpoint(run_copy):
-    """safetensors reports an unreadable file as missing; the error must say what the OS says."""
+def _as_a_user(argv):
+    return subprocess.run([*_without_root_bypass(), sys.executable, "-m", "grokinterp", *argv], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO})
+
+
+def test_real_permission_denied(run_copy):
+    """safetensors reports an unreadable file as missing: the error must say what the OS says. And an
+    unreadable run folder is listed by `runs` with the reason, beside the readable runs."""
+    shutil.copytree(run_copy, run_copy.parent / "good")
     ckpt(run_copy, 1000).chmod(0)
-    out = subprocess.run([*_without_root_bypass(), sys.executable, "-m", "grokinterp", "fourier", "--run", "copy", "--runs-dir",
-                          str(run_copy.parent), "--no-figures"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    out = _as_a_user(["fourier", "--run", "copy", "--runs-dir", str(run_copy.parent), "--no-figures"])
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "Permission denied: " in out.stderr and "missing" not in out.stderr and "corrupt" not in out.stderr
+    run_copy.chmod(0)
+    try:
+        out = _as_a_user(["runs", "--runs-dir", str(run_copy.parent), "--json"])
+    finally:
+        run_copy.chmod(0o755)  # so that pytest can remove it
+    runs = {r["name"]: r for r in json.loads(out.stdout)["runs"]}
+    assert out.returncode == 0 and "Permission denied" in runs["copy"]["error"] and runs["good"]["steps_done"] == 1000
