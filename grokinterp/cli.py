@@ -47,7 +47,24 @@ def _add_output(p: argparse.ArgumentParser, figures: bool = True, step: bool = T
 def _open_run(args):
     from .runs import load_run
 
-    return load_run(args.run, args.runs_dir)
+    run = load_run(args.run, args.runs_dir)
+    run.resolve_step(None)  # RunError while the run has no checkpoints to analyse
+    return run
+
+
+def _os_error_message(e: OSError, command: str) -> str:
+    """One line for a file-system error (permission denied, read-only file system, disk full, ...)."""
+    import errno
+
+    where = f": {e.filename}" if e.filename else ""
+    what = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        todo = "free some space and run the command again" + (" (with --resume to continue the run)" if command == "train" else "")
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        todo = "check its permissions, or use a folder you can read and write (--out, --runs-dir)"
+    else:
+        todo = "check the path"
+    return f"{what}{where}; {todo}"
 
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
@@ -150,7 +167,7 @@ def cmd_phases(args) -> int:
 
 def cmd_runs(args) -> int:
     from .runs import list_runs
-
+    from .sequence_training import SEQUENCE_PRESETS
     from .store import RunError
 
     runs = []
@@ -159,8 +176,13 @@ def cmd_runs(args) -> int:
             runs.append(r.summary())
         except RunError as e:  # one broken run must not hide the others
             runs.append({"name": r.name, "error": str(e)})
+        except OSError as e:
+            runs.append({"name": r.name, "error": _os_error_message(e, args.command)})
     presets = {k: v.description for k, v in PRESETS.items()}
-    lines = ["presets:"] + [f"  {k:<12} {d}" for k, d in presets.items()] + ["", "trained runs:"]
+    sequence_presets = {k: v.description for k, v in SEQUENCE_PRESETS.items()}
+    lines = (["presets:"] + [f"  {k:<16} {d}" for k, d in presets.items()]
+             + ["", "sequence presets (`grokinterp phases` analyses them):"] + [f"  {k:<16} {d}" for k, d in sequence_presets.items()]
+             + ["", "trained runs:"])
     for s in runs:
         if "error" in s:
             lines.append(f"  {s['name']:<20} unreadable: {s['error']}")
@@ -172,7 +194,7 @@ def cmd_runs(args) -> int:
         lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
     if not runs:
         lines.append("  (none yet: `grokinterp train --run modadd113`)")
-    _emit(args, {"presets": presets, "runs": runs}, lines)
+    _emit(args, {"presets": presets, "sequence_presets": sequence_presets, "runs": runs}, lines)
     return 0
 
 
@@ -496,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .store import RunError, RunNameError
+    from .store import RunError, RunNameError, RunsDirError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -505,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, TaskError, ModelError, RunNameError) as e:
+    except (UsageError, ConfigError, TaskError, ModelError, RunNameError, RunsDirError) as e:
         print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RunError as e:
@@ -517,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:  # permission denied, read-only file system, disk full, ...
+        print(f"grokinterp {args.command}: error: {_os_error_message(e, args.command)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

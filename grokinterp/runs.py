@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,7 @@ from .store import (
     read_metrics,
     read_tensors,
     search_dirs,
+    validate_run_name,
 )
 from .tasks import Task
 
@@ -40,7 +42,11 @@ class Run:
 
     @cached_property
     def record(self) -> dict:
-        return read_json(self.path / "config.json")
+        """config.json: {"config": {...}, "command": ..., ...}."""
+        record = read_json(self.path / "config.json")
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise RunError(f"{self.path / 'config.json'} is corrupt (not a run record with a \"config\" object); restore it or retrain the run")
+        return record
 
     @cached_property
     def config(self) -> RunConfig:
@@ -111,17 +117,32 @@ class Run:
         return step
 
     def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
-        """Parameters of one checkpoint (all, or only ``names``) as float32 tensors, checked against the config."""
+        """Parameters of one checkpoint (all, or only ``names``) as float32 tensors, checked against the
+        config; a tensor that is not floating point or holds NaN/inf is refused by name."""
         step = self.resolve_step(step)
-        tensors, _ = read_tensors(checkpoint_path(self.path, step), names)
+        path = checkpoint_path(self.path, step)
+        tensors, _ = read_tensors(path, names)
         self._check_shapes(tensors, step, partial=names is not None)
-        return {k: v.float() for k, v in tensors.items()}
+        for k, v in tensors.items():
+            if not v.is_floating_point():
+                raise RunError(f"{path}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, not floating point; "
+                               "the checkpoint is corrupt: restore it or retrain the run")
+        weights = {k: v.float() for k, v in tensors.items()}
+        for k, v in weights.items():
+            if not np.isfinite(v.numpy()).all():  # numpy: single-threaded, many times faster than torch here on a busy CPU
+                raise RunError(f"{path}: tensor {k} holds NaN or infinite values; the run diverged or the file is corrupt, "
+                               "so this checkpoint cannot be analysed")
+        return weights
 
     def stacked_weights(self, steps: list[int] | None = None, names: list[str] | None = None) -> dict:
         """{name: tensor (n_steps, ...)} over checkpoints (all by default) for batched analyses."""
         import torch
 
-        steps = self.steps if steps is None else [self.resolve_step(s) for s in steps]
+        if steps is None:
+            self.resolve_step(None)  # RunError when there are no checkpoints yet
+            steps = self.steps
+        else:
+            steps = [self.resolve_step(s) for s in steps]
         per_step = [self.weights(s, names) for s in steps]
         return {k: torch.stack([w[k] for w in per_step]) for k in per_step[0]}
 
@@ -171,6 +192,8 @@ class Run:
             cfg = self.record["config"]
             rows = read_metrics(self.path / "metrics.csv", fields=None)
             test = [v for k, v in rows[-1].items() if k.startswith("test_")] if rows else []
+            if not all(k in cfg for k in ("task", "model", "steps")):
+                raise RunError(f"{self.path / 'config.json'} is corrupt (no task, model or steps); restore it or retrain the run")
             return {"name": self.name, "task": cfg["task"], "model": cfg["model"], "steps_done": rows[-1]["step"] if rows else 0,
                     "steps_planned": cfg["steps"], "checkpoints": len(self.steps), "test_loss": float(np.mean(test)) if test else None}
         m = self.metrics
@@ -184,11 +207,17 @@ class Run:
 
 
 def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
-    """Open a run by name (looked up in runs_dir / $GROKINTERP_RUNS, ./checkpoints, the repo's) or by path."""
+    """Open a run by name (looked up in runs_dir / $GROKINTERP_RUNS, ./checkpoints, the repo's) or by
+    path (a Path, '.', '..', or a string with a '/'; a plain name that is a run folder here also opens)."""
     path = Path(name)
+    if isinstance(name, Path) or "/" in name or os.sep in name or name in (".", ".."):
+        if _is_run_dir(path):
+            return Run(path)
+        raise RunError(f"no run directory at {name} (a run directory holds a config.json); see `grokinterp runs` for what exists")
+    validate_run_name(name)
     if (path / "config.json").is_file():
         return Run(path)
-    found = find_run_dir(str(name), runs_dir)
+    found = find_run_dir(name, runs_dir)
     if found is None:
         from .config import PRESETS
 
@@ -198,14 +227,26 @@ def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
     return Run(found)
 
 
+def _is_run_dir(path: Path) -> bool:
+    try:
+        return (path / "config.json").is_file()
+    except OSError as e:  # a name too long for the file system, and the like
+        raise RunError(f"cannot open run directory {path}: {e.strerror}") from None
+
+
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:
-    """Every run directory in the search folders (first folder wins for a repeated name)."""
+    """Every run directory in the search folders (first folder wins for a repeated name); a folder
+    that cannot be looked into is listed too, so that reading it says why."""
     seen, out = set(), []
     for d in search_dirs(runs_dir):
         if not d.is_dir():
             continue
         for sub in sorted(d.iterdir()):
-            if (sub / "config.json").is_file() and sub.name not in seen:
+            try:
+                is_run = (sub / "config.json").is_file()
+            except PermissionError:
+                is_run = True
+            if is_run and sub.name not in seen:
                 seen.add(sub.name)
                 out.append(Run(sub))
     return out

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,10 @@ METRIC_FIELDS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
 
 class RunError(Exception):
     """A run that cannot be found or read (missing or corrupt files, mismatched checkpoint)."""
+
+
+class RunsDirError(ValueError):
+    """A runs folder (--runs-dir or $GROKINTERP_RUNS) that exists but is not a folder (a usage error: exit code 2)."""
 
 
 class RunNameError(ValueError):
@@ -59,12 +64,19 @@ def is_shipped(run_dir: Path) -> bool:
 
 
 def search_dirs(runs_dir: str | Path | None = None) -> list[Path]:
-    """Where run names are looked up: --runs-dir / $GROKINTERP_RUNS, ./checkpoints, the repository's."""
+    """Where run names are looked up: --runs-dir / $GROKINTERP_RUNS, ./checkpoints, the repository's.
+
+    A given runs folder that exists but is not a folder raises RunsDirError (it would otherwise be
+    skipped without a word, and only the other folders searched)."""
     dirs = []
     if runs_dir is not None:
         dirs.append(Path(runs_dir))
+        given = f"--runs-dir {runs_dir}"
     elif os.environ.get("GROKINTERP_RUNS"):
         dirs.append(Path(os.environ["GROKINTERP_RUNS"]))
+        given = f"$GROKINTERP_RUNS={dirs[0]}"
+    if dirs and dirs[0].exists() and not dirs[0].is_dir():
+        raise RunsDirError(f"{given} is a file, not a folder of runs; give a folder (it is created when a run is trained)")
     dirs += [Path.cwd() / "checkpoints", REPO_CHECKPOINTS]
     unique = []
     for d in dirs:
@@ -79,6 +91,9 @@ def default_runs_dir(runs_dir: str | Path | None = None) -> Path:
 
 
 def find_run_dir(name: str, runs_dir: str | Path | None = None) -> Path | None:
+    """The first search folder's ``name`` that holds a config.json, or None; ``name`` must pass
+    validate_run_name (RunNameError otherwise), so no lookup leaves the search folders."""
+    validate_run_name(name)
     for d in search_dirs(runs_dir):
         if (d / name / "config.json").is_file():
             return d / name
@@ -119,17 +134,37 @@ def read_json(path: Path):
 
 
 def read_tensors(path: Path, keys: list[str] | None = None) -> tuple[dict, dict]:
-    """(tensors, metadata) of a safetensors file (only ``keys`` when given), with one-line errors."""
+    """(tensors, metadata) of a safetensors file (only ``keys`` when given), with one-line errors.
+
+    A checkpoint named ``step_N.safetensors`` whose metadata says another step is refused (a
+    mislabelled file would be analysed as the wrong step); files without a "step" entry pass."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            _check_step_label(path, meta)
             names = f.keys() if keys is None else keys
-            return {k: f.get_tensor(k) for k in names}, (f.metadata() or {})
-    except FileNotFoundError:
-        raise RunError(f"{path} is missing; retrain the run or pick a step that exists") from None
+            return {k: f.get_tensor(k) for k in names}, meta
     except (SafetensorError, OSError, ValueError) as e:
+        try:  # safetensors reports an unreadable file as missing: ask the OS what is wrong
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            raise RunError(f"{path} is missing; retrain the run or pick a step that exists") from None
+        except OSError as os_error:  # permission denied and the like: the caller's one-line OSError
+            raise os_error from None
         raise RunError(f"{path} is corrupt ({e}); delete it and resume or retrain the run") from None
+
+
+def _check_step_label(path: Path, meta: dict) -> None:
+    named = re.fullmatch(r"step_(\d+)\.safetensors", Path(path).name)
+    if named is None or "step" not in meta:
+        return
+    stored = meta["step"]
+    if not (stored.isdigit() and int(stored) == int(named[1])):
+        raise RunError(f"{path} holds the weights of step {stored} (its metadata), not of step {int(named[1])} as its name says; "
+                       "restore the right file or retrain the run")
 
 
 def write_metrics(path: Path, rows: list[dict], fields: list[str] = METRIC_FIELDS) -> None:

@@ -181,6 +181,8 @@ class Task:
         """Deterministic train/test split of the pair indices: ``int(frac * N)`` train, sorted."""
         if not 0 < frac < 1:
             raise TaskError(f"training fraction must be in (0, 1), got {frac}")
+        if seed < 0:
+            raise TaskError(f"split seed must be 0 or more, got {seed}")
         perm = np.random.default_rng(seed).permutation(len(self))
         n_train = int(frac * len(self))
         if n_train == 0 or n_train == len(self):
@@ -214,7 +216,10 @@ def symbol_names(n: int, kind: str) -> list[str]:
 
 
 def format_table(task: Task, train_idx: np.ndarray | None, symbols: str = "letters", size: int | None = None) -> str:
-    """The operation table as text; held-out cells (not in ``train_idx``) print as '?'."""
+    """The operation table as text (the top-left ``size`` x ``size`` corner, size >= 1, when given);
+    held-out cells (not in ``train_idx``) print as '?'."""
+    if size is not None and size < 1:
+        raise TaskError(f"table size (--size) must be at least 1, got {size}")
     names = symbol_names(task.n, symbols)
     m = task.n if size is None else min(size, task.n)
     known = np.zeros(len(task), bool)

@@ -42,12 +42,23 @@ def test_table(capsys):
     assert code == 0 and out.splitlines()[2].split() == ["0", "0", "1", "2", "3", "4"]
 
 
+def test_python_dash_m_grokinterp():
+    out = subprocess.run([sys.executable, "-m", "grokinterp", "table", "--task", "add", "--p", "5", "--size", "2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("x+y (mod 5): 25 equations"), out.stderr
+
+
 def test_runs_lists_presets_and_trained_runs(capsys, tiny_run):
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tiny_run.path.parent), "--json")
     data = json.loads(out)
     assert code == 0 and "modadd113" in data["presets"] and "s5" in data["presets"]
     mine = [r for r in data["runs"] if r["name"] == "tiny23"][0]
     assert mine["steps_done"] == 1500 and mine["test_acc"] >= 0.95
+    sequence = ["add5", "add5-finite", "repeat-2l", "repeat-1l", "repeat-2l-finite"]  # as `train --help` lists them
+    assert list(data["sequence_presets"]) == sequence and all(data["sequence_presets"].values())
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tiny_run.path.parent))
+    listed = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert all(name in listed and data["sequence_presets"][name] in listed[name] for name in sequence)
 
 
 def test_train_by_flags(capsys, tmp_path):
@@ -75,14 +86,31 @@ def test_fourier_and_progress_commands(capsys, tiny_run, tmp_path):
     assert len(data["measures"]["restricted_loss"]) == len(tiny_run.steps)
 
 
-def test_png_figures_are_written_when_chromium_exists(capsys, tiny_run, tmp_path):
-    if shutil.which("chromium") is None and shutil.which("google-chrome") is None:
-        code, out, _ = run_cli(capsys, "progress", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(tmp_path))
-        assert code == 0 and "PNG export skipped" in out  # HTML still written, the job goes on
-        assert (tmp_path / "progress_measures.html").exists()
-        return
-    code, _, _ = run_cli(capsys, "progress", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(tmp_path))
-    assert code == 0
+def test_without_a_browser_html_is_written_and_one_note_printed(capsys, monkeypatch, tiny_run, tmp_path):
+    """No Chrome/Chromium (simulated: kaleido's browser lookup finds none, whatever this machine has):
+    the HTML files are written, the command succeeds, and the note on PNGs prints once per process."""
+    from choreographer.browsers.chromium import Chromium
+
+    from grokinterp import figures
+
+    monkeypatch.delenv("BROWSER_PATH", raising=False)
+    monkeypatch.setattr(Chromium, "find_browser", classmethod(lambda cls, **kwargs: None))
+    monkeypatch.setattr(figures, "_png_warned", False)  # as in a fresh process
+    d = str(tiny_run.path.parent)
+    for command, notes in (["progress"], 1), (["fourier", "--step", "1000"], 0):
+        out_dir = tmp_path / command[0]
+        code, out, _ = run_cli(capsys, *command, "--run", "tiny23", "--runs-dir", d, "--out", str(out_dir))
+        assert code == 0 and out.count("PNG export skipped") == notes
+        assert len(list(out_dir.glob("*.html"))) >= 2 and not list(out_dir.glob("*.png"))
+
+
+def test_png_figures_are_written_when_a_browser_exists(capsys, tiny_run, tmp_path):
+    from choreographer.browsers.chromium import Chromium
+
+    if Chromium.find_browser(skip_local=False) is None:
+        pytest.skip("no Chrome/Chromium on this machine: PNG export untested here (.ci/run installs Chromium)")
+    code, out, _ = run_cli(capsys, "progress", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(tmp_path))
+    assert code == 0 and "PNG export skipped" not in out
     png = tmp_path / "progress_measures.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

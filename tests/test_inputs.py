@@ -1,0 +1,218 @@
+"""Bad inputs and broken surroundings on the read side: each gives one line, the right exit code, no traceback."""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import grokinterp
+from grokinterp.cli import main
+
+LONG_NAME = "x" * 300
+REPO = str(Path(grokinterp.__file__).resolve().parent.parent)  # this checkout, for subprocesses
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A throw-away copy of the tiny run, in its own runs folder, to damage."""
+    dst = tmp_path / "runs" / "copy"
+    shutil.copytree(tiny_run.path, dst)
+    return dst
+
+
+def ckpt(d, step):
+    return d / "checkpoints" / f"step_{step:08d}.safetensors"
+
+
+def _swap_labels(d):  # step 100's weights saved under the name of step 1000 (the metadata still says 100)
+    shutil.copy(ckpt(d, 100), ckpt(d, 1000))
+
+
+def _poison(d, value):
+    tensors = load_file(ckpt(d, 1000))
+    tensors["unembed.W_U"][0, 0] = value
+    save_file(tensors, ckpt(d, 1000), metadata={"step": "1000"})
+
+
+def _integer_weights(d):
+    tensors = load_file(ckpt(d, 1000))
+    tensors["embed.W_E"] = tensors["embed.W_E"].round().to(torch.int32)
+    save_file(tensors, ckpt(d, 1000), metadata={"step": "1000"})
+
+
+def _file_instead_of_folder(d):
+    (d.parent.parent / "afile").write_text("not a folder")
+
+
+def _fail_on(monkeypatch, target, name, err, match=None):
+    """Make ``target.name`` raise OSError ``err`` as the OS would, for the file it reads or writes (a
+    Path method: the path itself; a Figure method: its first argument) when that contains ``match``."""
+    real = getattr(target, name)
+
+    def fake(self, *a, **k):
+        path = str(a[0] if a and not isinstance(self, Path) else self)
+        if match is None or match in path:
+            raise OSError(err, os.strerror(err), path)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(target, name, fake)
+
+
+def _deny_config(monkeypatch):
+    _fail_on(monkeypatch, Path, "read_text", errno.EACCES, "config.json")
+
+
+def _read_only_figures(monkeypatch):
+    import plotly.graph_objects as go
+
+    _fail_on(monkeypatch, go.Figure, "write_html", errno.EROFS)
+
+
+def _full_disk_figures(monkeypatch):
+    import plotly.graph_objects as go
+
+    _fail_on(monkeypatch, go.Figure, "write_html", errno.ENOSPC)
+
+
+# (id, damage to the run copy d, monkeypatch setup, argv with {d} = the runs folder, exit code, text in the one error line)
+CASES = [
+    ("runs-dir is a file: runs", _file_instead_of_folder, None, ["runs", "--runs-dir", "{d}/../afile"], 2, "is a file, not a folder"),
+    ("runs-dir is a file: fourier", _file_instead_of_folder, None,
+     ["fourier", "--run", "copy", "--runs-dir", "{d}/../afile", "--no-figures"], 2, "is a file, not a folder"),
+    ("300-character name", None, None, ["fourier", "--run", LONG_NAME, "--runs-dir", "{d}"], 2, "300 characters long"),
+    ("300-character --compare", None, None, ["phases", "--run", "copy", "--compare", LONG_NAME, "--runs-dir", "{d}"], 2,
+     "300 characters long"),
+    ("name with a space", None, None, ["fourier", "--run", "my run", "--runs-dir", "{d}"], 2, "bad run name 'my run'"),
+    ("name with a path", None, None, ["fourier", "--run", "../copy-elsewhere", "--runs-dir", "{d}"], 1, "no run directory at ../copy-elsewhere"),
+    ("missing run", None, None, ["progress", "--run", "nothing-here", "--runs-dir", "{d}"], 1, "no run named 'nothing-here'"),
+    ("no checkpoints folder", lambda d: shutil.rmtree(d / "checkpoints"), None, ["progress", "--run", "copy", "--runs-dir", "{d}"], 1,
+     "has no checkpoints yet"),
+    ("empty checkpoints folder", lambda d: [p.unlink() for p in (d / "checkpoints").iterdir()], None,
+     ["progress", "--run", "copy", "--runs-dir", "{d}"], 1, "has no checkpoints yet"),
+    ("config.json is a list", lambda d: (d / "config.json").write_text("[1, 2, 3]"), None,
+     ["fourier", "--run", "copy", "--runs-dir", "{d}"], 1, "config.json is corrupt"),
+    ("config.json is null", lambda d: (d / "config.json").write_text("null"), None,
+     ["progress", "--run", "copy", "--runs-dir", "{d}"], 1, "config.json is corrupt"),
+    ("mislabelled checkpoint", _swap_labels, None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
+     "holds the weights of step 100 (its metadata), not of step 1000"),
+    ("mislabelled checkpoint: progress", _swap_labels, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
+     "step_00001000.safetensors holds the weights of step 100"),
+    ("NaN weight", lambda d: _poison(d, float("nan")), None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
+     "tensor unembed.W_U holds NaN or infinite values"),
+    ("inf weight", lambda d: _poison(d, float("inf")), None, ["tsne", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
+     "tensor unembed.W_U holds NaN or infinite values"),
+    ("integer weights", _integer_weights, None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
+     "tensor embed.W_E is int32, not floating point"),
+    ("permission denied", None, _deny_config, ["fourier", "--run", "copy", "--runs-dir", "{d}"], 1, "Permission denied: "),
+    ("read-only file system", None, _read_only_figures, ["fourier", "--run", "copy", "--runs-dir", "{d}"], 1, "Read-only file system"),
+    ("disk full", None, _full_disk_figures, ["fourier", "--run", "copy", "--runs-dir", "{d}"], 1, "No space left on device"),
+    ("table --size -3", None, None, ["table", "--task", "add", "--p", "5", "--size", "-3"], 2, "must be at least 1, got -3"),
+    ("table --size 0", None, None, ["table", "--task", "add", "--p", "5", "--size", "0"], 2, "must be at least 1, got 0"),
+    ("table --seed -1", None, None, ["table", "--task", "add", "--p", "5", "--frac", "0.5", "--seed", "-1"], 2, "split seed must be 0 or more, got -1"),
+]
+
+
+@pytest.mark.parametrize("damage,patch,argv,code,needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line(capsys, monkeypatch, run_copy, damage, patch, argv, code, needle):
+    if damage:
+        damage(run_copy)
+    if patch:
+        patch(monkeypatch)
+    got, out, err = run_cli(capsys, *[a.replace("{d}", str(run_copy.parent)) for a in argv])
+    assert (got, len(err.strip().splitlines())) == (code, 1), err
+    assert needle in err and err.startswith(f"grokinterp {argv[0]}: error: ")
+
+
+def test_runs_dir_in_the_environment_that_is_a_file(capsys, monkeypatch, tmp_path):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("GROKINTERP_RUNS", str(tmp_path / "afile"))
+    code, _, err = run_cli(capsys, "runs")
+    assert code == 2 and "$GROKINTERP_RUNS=" in err and "is a file" in err
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", "null", '{"kind": "sequence", "config": {}}'])
+def test_one_broken_config_does_not_hide_the_other_runs(capsys, run_copy, content):
+    shutil.copytree(run_copy, run_copy.parent / "good")
+    (run_copy / "config.json").write_text(content)
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(run_copy.parent), "--json")
+    runs = {r["name"]: r for r in json.loads(out)["runs"]}
+    assert code == 0 and "config.json is corrupt" in runs["copy"]["error"]
+    assert runs["good"]["steps_done"] == 1000 and "error" not in runs["good"]
+
+
+def test_a_run_opens_by_path_by_plain_name_here_and_as_dot(capsys, monkeypatch, run_copy):
+    code, out, _ = run_cli(capsys, "fourier", "--run", str(run_copy), "--json", "--no-figures", "--step", "50")
+    assert code == 0 and json.loads(out)["step"] == 50
+    for folder, name in (run_copy.parent, "copy"), (run_copy, "."):
+        monkeypatch.chdir(folder)
+        code, out, _ = run_cli(capsys, "fourier", "--run", name, "--json", "--no-figures", "--step", "50")
+        assert code == 0 and json.loads(out)["step"] == 50
+
+
+def test_disk_full_while_training_then_resume(capsys, monkeypatch, tmp_path):
+    """The disk fills after the first checkpoint and resume state are written: one line; once there is
+    room again, --resume finishes the run with the same weights as a run that was never interrupted."""
+    flags = ["train", "--task", "add", "--p", "11", "--model", "tiny-1l", "--frac", "0.5", "--steps", "30",
+             "--checkpoint-every", "10", "--runs-dir", str(tmp_path), "--no-progress"]
+    calls, real_fsync = [], os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) > 5:  # split, config, checkpoint 0, metrics, state: then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, _, err = run_cli(capsys, *flags, "--name", "full")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "No space left on device" in err and "--resume" in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    code, _, err = run_cli(capsys, *flags, "--name", "full", "--resume")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, *flags, "--name", "clean")
+    assert code == 0, err
+    resumed, clean = (load_file(ckpt(tmp_path / n, 30)) for n in ("full", "clean"))
+    assert resumed.keys() == clean.keys() and all(torch.equal(resumed[k], clean[k]) for k in clean)
+
+
+def _without_root_bypass():
+    """Prefix that makes a command meet file permissions (root skips them unless its capabilities are dropped)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be enforced here")
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def _as_a_user(argv):
+    return subprocess.run([*_without_root_bypass(), sys.executable, "-m", "grokinterp", *argv], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO})
+
+
+def test_real_permission_denied(run_copy):
+    """safetensors reports an unreadable file as missing: the error must say what the OS says. And an
+    unreadable run folder is listed by `runs` with the reason, beside the readable runs."""
+    shutil.copytree(run_copy, run_copy.parent / "good")
+    ckpt(run_copy, 1000).chmod(0)
+    out = _as_a_user(["fourier", "--run", "copy", "--runs-dir", str(run_copy.parent), "--no-figures"])
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "Permission denied: " in out.stderr and "missing" not in out.stderr and "corrupt" not in out.stderr
+    run_copy.chmod(0)
+    try:
+        out = _as_a_user(["runs", "--runs-dir", str(run_copy.parent), "--json"])
+    finally:
+        run_copy.chmod(0o755)  # so that pytest can remove it
+    runs = {r["name"]: r for r in json.loads(out.stdout)["runs"]}
+    assert out.returncode == 0 and "Permission denied" in runs["copy"]["error"] and runs["good"]["steps_done"] == 1000
