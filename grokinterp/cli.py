@@ -119,7 +119,8 @@ def cmd_train(args) -> int:
         if not args.name:
             raise UsageError("a run defined by flags needs --name NAME")
         task = overrides.setdefault("task", "group_mul")
-        base = RunConfig(name=args.name, task=task, p=args.p or (97 if task in MODULAR_OPS else 0), description="defined by flags")
+        base = RunConfig(name=args.name, task=task, group=overrides.get("group"), p=args.p or (97 if task in MODULAR_OPS else 0),
+                         description="defined by flags")
     else:
         raise UsageError("say what to train: --run PRESET (see `grokinterp runs`) or --task TASK --name NAME")
     if "group" in overrides and "task" not in overrides and base.task.startswith("s5_"):
