@@ -309,7 +309,7 @@ def test_group_runs_train_and_report(tmp_path, capsys, flags):
 
     from grokinterp.cli import main
 
-    argv = ["train", *flags, "--name", "g", "--model", "tiny-1l", "--steps", "20", "--checkpoint-every", "10", "--frac", "0.5",
+    argv = ["train", *flags, "--name", "g", "--model", "tiny-1l", "--steps", "4", "--checkpoint-every", "2", "--frac", "0.5",
             "--runs-dir", str(tmp_path), "--no-progress", "--device", "cpu"]
     assert main(argv) == 0
     config = json.loads((tmp_path / "g" / "config.json").read_text())["config"]
