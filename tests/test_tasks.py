@@ -5,7 +5,7 @@ import pytest
 
 from grokinterp.config import ConfigError, RunConfig
 from grokinterp.groups import group_from_spec
-from grokinterp.tasks import MODULAR_OPS, TASKS, Task, TaskError, format_table, s5, symbol_names
+from grokinterp.tasks import MODULAR_OPS, Task, TaskError, format_table, s5, symbol_names
 
 
 def direct(name, x, y, p):
