@@ -46,22 +46,35 @@ def irrep_shares(E: Float[Tensor, "S n d"], group: FiniteGroup, centre: bool = T
 def logit_irrep_cosines(logits: Float[Tensor, "S N n"], pairs: np.ndarray, group: FiniteGroup) -> Float[Tensor, "S k"]:
     """Cosine of the centred logits with chi(a b c^-1) for every irrep (pairs: (N, 2) of (a, b));
     for a complex chi its modulus |<L, chi>| / (|L| |chi|) (chi and its conjugate are orthogonal,
-    so the squares still add up to shares of the logit variance)."""
-    ab = group.table[pairs[:, 0], pairs[:, 1]]  # (N,)
-    abc = group.table[ab[:, None], group.inverse[None, :]]  # (N, n): a b c^-1
+    so the squares still add up to shares of the logit variance).
+
+    chi(a b c^-1) depends on (a b, c) alone, so the logits are first summed over the pairs with the
+    same product g = a b: M[s, g, c], shape (S, n, n), read in chunks (S6: 518,400 pairs).
+    """
+    S, N, n = logits.shape
+    g = torch.as_tensor(group.table[pairs[:, 0], pairs[:, 1]])  # (N,) a b
+    M = torch.zeros(S, n, n, dtype=torch.float64)
+    total, square = torch.zeros(S, dtype=torch.float64), torch.zeros(S, dtype=torch.float64)
+    for start in range(0, N, 4096):
+        chunk = logits[:, start : start + 4096].double()
+        M.index_add_(1, g[start : start + 4096], chunk)
+        total += chunk.sum((1, 2))
+        square += chunk.pow(2).sum((1, 2))
+    L_norm = (square - total**2 / (N * n)).clamp_min(0).sqrt()  # |L - mean L|
+    count = torch.bincount(g, minlength=n).double()  # pairs per product
     chars = group.characters()  # (k, n)
     chars = torch.tensor(chars.real if np.allclose(chars.imag, 0) else chars)
-    L = logits.double()
-    L = L - L.mean((1, 2), keepdim=True)
+    gc = torch.as_tensor(group.table[:, group.inverse])  # [g, c] -> g c^-1
     out = []
     for chi in chars:
-        v = chi[torch.as_tensor(abc)]  # (N, n)
-        v = v - v.mean()
-        if v.norm() < 1e-9:  # the trivial character is constant: nothing left after centring
-            out.append(torch.zeros(L.shape[0], dtype=torch.float64))
+        X = chi[gc]  # (n, n): chi(g c^-1)
+        v_sum = (count[:, None] * X).sum()
+        v_norm = ((count[:, None] * X.abs() ** 2).sum() - v_sum.abs() ** 2 / (N * n)).clamp_min(0).sqrt()  # |v - mean v|
+        if v_norm < 1e-9:  # the trivial character is constant: nothing left after centring
+            out.append(torch.zeros(S, dtype=torch.float64))
             continue
-        dot = (L * v.conj()).sum((1, 2))
-        out.append((dot.abs() if dot.is_complex() else dot) / (L.flatten(1).norm(dim=1) * v.norm()).clamp_min(1e-30))
+        dot = (M * X.conj()).sum((1, 2)) - total * v_sum.conj() / (N * n)  # <L, v - mean v>
+        out.append((dot.abs() if dot.is_complex() else dot) / (L_norm * v_norm).clamp_min(1e-30))
     return torch.stack(out, -1)
 
 
