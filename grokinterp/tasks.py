@@ -48,7 +48,7 @@ MODULAR_OPS: dict[str, tuple[str, Callable, bool, Callable | None]] = {
 }
 
 # op -> (formula, function of element index arrays (x, y, group)); the tasks are s5_<op> (in S5)
-# and group_<op> (in the group named by Task.group)
+# and group_<op> (in the group named by Task.group_spec)
 GROUP_OPS: dict[str, tuple[str, Callable]] = {
     "mul": ("x*y", lambda x, y, g: g.table[x, y]),
     "conj": ("x*y*x^-1", lambda x, y, g: g.table[g.table[x, y], g.inverse[x]]),
@@ -78,7 +78,7 @@ def s5() -> FiniteGroup:
 
 @dataclass(frozen=True)
 class Task:
-    """One operation table. ``p`` is the modulus (ignored for group tasks); ``group`` names the
+    """One operation table. ``p`` is the modulus (ignored for group tasks); ``group_spec`` names the
     group of a ``group_*`` task (``groups.group_from_spec``: 'S4', 'D7', 'C3xS3', '(0,1,2);(0,1)')."""
 
     name: str
@@ -97,7 +97,7 @@ class Task:
             if MODULAR_OPS[self.name][2] and not is_prime(self.p):
                 raise TaskError(f"task {self.name!r} divides, so p must be prime; {self.p} is not (try 97 or 113)")
         elif self.name.startswith("s5_"):
-            if self.group_spec not in (None, "S5"):
+            if self.group_spec and self.group_spec.strip().upper() != "S5":
                 raise TaskError(f"task {self.name!r} is in S5; for {self.group_spec} use group_{GROUP_TASKS[self.name][0]}")
         elif not self.group_spec:
             raise TaskError(f"task {self.name!r} needs a group: {GROUP_HELP}")

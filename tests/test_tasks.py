@@ -125,7 +125,7 @@ def test_group_tasks_are_the_cayley_tables(spec):
 def test_s5_tasks_are_group_tasks_in_s5():
     assert (Task("s5_mul").table == Task("group_mul", group_spec="S5").table).all()
     assert (Task("s5_xyx").table == Task("group_xyx", group_spec="s5").table).all()
-    assert Task("s5_mul").formula == "x*y in S5" and Task("s5_mul", group_spec="S5").n == 120
+    assert Task("s5_mul").formula == "x*y in S5" and Task("s5_mul", group_spec="s5").n == 120
 
 
 @pytest.mark.parametrize("kwargs,message", [
