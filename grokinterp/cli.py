@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import OPTIMIZERS, PRESETS, ConfigError, RunConfig, preset
 from .models import MODELS, ModelError
-from .tasks import TASKS, TaskError
+from .tasks import GROUP_HELP, MODULAR_OPS, TASKS, TaskError
 
 
 class UsageError(Exception):
@@ -42,6 +42,13 @@ def _add_output(p: argparse.ArgumentParser, figures: bool = True, step: bool = T
         p.add_argument("--no-figures", action="store_true", help="skip writing figures")
         p.add_argument("--out", help="folder for figures (default: <run>/figures)")
         p.add_argument("--self-contained", action="store_true", help="put plotly.js in every HTML figure (default: only when one figure)")
+
+
+def _add_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--group", help=f"group of a group_* task (alone: group_mul): {GROUP_HELP}")
+    g.add_argument("--generators", help="the group by permutation generators in cycle notation, ';' between them, "
+                   "e.g. '(0,1,2);(0,1)' (points from 0; the degree is the largest point + 1)")
 
 
 def _open_run(args):
@@ -110,7 +117,7 @@ def cmd_train(args) -> int:
         "checkpoint_every": args.checkpoint_every, "optimizer": args.optimizer, "loss": args.loss,
         "grokfast_alpha": args.grokfast_alpha, "grokfast_lambda": args.grokfast_lambda,
         "checkpoint_dtype": args.checkpoint_dtype, "dropout": args.dropout, "update_noise": args.update_noise,
-        "weight_noise": args.weight_noise,
+        "weight_noise": args.weight_noise, "group": _group_flag(args),
     }.items() if v is not None}
     if args.full_batch:
         overrides["batch_size"] = None
@@ -127,12 +134,16 @@ def cmd_train(args) -> int:
         base, args.runs_dir = existing.config.replace(name=existing.name), existing.path.parent
     elif args.run:
         raise UsageError(f"unknown preset {args.run!r}; choose one of {', '.join(PRESETS)}, or define a run with --task ... --name NAME")
-    elif args.task:
+    elif args.task or "group" in overrides:
         if not args.name:
             raise UsageError("a run defined by flags needs --name NAME")
-        base = RunConfig(name=args.name, task=args.task, p=args.p or 97, description="defined by flags")
+        task = overrides.setdefault("task", "group_mul")
+        base = RunConfig(name=args.name, task=task, group=overrides.get("group"), p=args.p or (97 if task in MODULAR_OPS else 0),
+                         description="defined by flags")
     else:
         raise UsageError("say what to train: --run PRESET (see `grokinterp runs`) or --task TASK --name NAME")
+    if "group" in overrides and "task" not in overrides and base.task.startswith("s5_"):
+        overrides["task"] = base.task.replace("s5_", "group_")  # a preset's S5 setup on another group
     cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
     (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
                        capture=False if args.no_cuda_graph else None)
@@ -198,10 +209,18 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _group_flag(args) -> str | None:
+    """The group of --group or --generators (the same RunConfig field)."""
+    return args.group or args.generators
+
+
 def cmd_table(args) -> int:
     from .tasks import Task, format_table
 
-    task = Task(args.task, args.p)
+    group = _group_flag(args)
+    if not args.task and not group:
+        raise UsageError("say which table: --task TASK, or --group GROUP for x*y in a group")
+    task = Task(args.task or "group_mul", args.p, group_spec=group)
     train_idx = None if args.frac is None else task.split(args.frac, args.seed)[0]
     print(f"{task.formula}: {len(task)} equations" + ("" if args.frac is None else f", {len(train_idx)} shown, the rest '?'"))
     print(format_table(task, train_idx, args.symbols, args.size))
@@ -380,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default: the preset's)")
     p.add_argument("--task", help=f"operation: {', '.join(TASKS)}")
     p.add_argument("--p", type=int, help="modulus for modular tasks (default 97 for flag-defined runs)")
+    _add_group(p)
     p.add_argument("--frac", type=float, help="training fraction in (0, 1)")
     p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
     p.add_argument("--lr", type=float)
@@ -410,8 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("table", help="print an operation table with held-out cells as '?' (Power et al. Fig. 1)")
-    p.add_argument("--task", required=True, help=f"operation: {', '.join(TASKS)}")
+    p.add_argument("--task", help=f"operation: {', '.join(TASKS)} (default with --group: group_mul)")
     p.add_argument("--p", type=int, default=97)
+    _add_group(p)
     p.add_argument("--frac", type=float, help="show only this training fraction; the rest prints '?'")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--symbols", choices=["letters", "emoji", "numbers"], default="letters")

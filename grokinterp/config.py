@@ -25,6 +25,7 @@ class RunConfig:
     name: str
     task: str = "add"
     p: int = 113
+    group: str | None = None  # group_* tasks: 'S4', 'D7', 'C3xS3', '(0,1,2);(0,1)' (tasks.GROUP_HELP)
     frac: float = 0.3
     split_seed: int = 598
     seed: int = 999  # model initialisation
@@ -73,7 +74,7 @@ class RunConfig:
 
     def make_task(self) -> Task:
         try:
-            return Task(self.task, self.p, op_token=model_spec(self.model).op_token)
+            return Task(self.task, self.p, op_token=model_spec(self.model).op_token, group_spec=self.group)
         except TaskError as e:
             raise ConfigError(str(e)) from None
 

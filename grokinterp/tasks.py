@@ -1,7 +1,8 @@
 """Algorithmic tasks of Power et al. 2022 (Appendix A.1.1): tables, vocabulary, inputs, splits.
 
-A task is a binary operation ``x op y = z`` on n opaque symbols (the residues mod p, or the 120
-permutations of S5). Every equation is one example; the model reads ``x y =`` (or ``x op y =``)
+A task is a binary operation ``x op y = z`` on n opaque symbols (the residues mod p, or the
+elements of a finite group: S5 for the ``s5_*`` tasks, any group named by ``group`` for the
+``group_*`` tasks). Every equation is one example; the model reads ``x y =`` (or ``x op y =``)
 and predicts ``z``. Token ids: ``0..n-1`` are the elements, ``n`` is ``=``, ``n+1`` is ``op``.
 """
 
@@ -13,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from .groups import FiniteGroup
+from .groups import FiniteGroup, GroupError, group_from_spec, letter_name
 
 
 class TaskError(ValueError):
@@ -46,14 +47,17 @@ MODULAR_OPS: dict[str, tuple[str, Callable, bool, Callable | None]] = {
     "cube_xy2_y": ("x^3+xy^2+y", _mod(lambda x, y, p: x**3 + x * y * y + y), False, None),
 }
 
-# name -> (formula, function of S5 index arrays (x, y, group))
+# op -> (formula, function of element index arrays (x, y, group)); the tasks are s5_<op> (in S5)
+# and group_<op> (in the group named by Task.group_spec)
 GROUP_OPS: dict[str, tuple[str, Callable]] = {
-    "s5_mul": ("x*y", lambda x, y, g: g.table[x, y]),
-    "s5_conj": ("x*y*x^-1", lambda x, y, g: g.table[g.table[x, y], g.inverse[x]]),
-    "s5_xyx": ("x*y*x", lambda x, y, g: g.table[g.table[x, y], x]),
+    "mul": ("x*y", lambda x, y, g: g.table[x, y]),
+    "conj": ("x*y*x^-1", lambda x, y, g: g.table[g.table[x, y], g.inverse[x]]),
+    "xyx": ("x*y*x", lambda x, y, g: g.table[g.table[x, y], x]),
 }
+GROUP_TASKS = {f"{prefix}_{op}": (op, formula) for prefix in ("s5", "group") for op, (formula, _) in GROUP_OPS.items()}
 
-TASKS = {**{k: v[0] for k, v in MODULAR_OPS.items()}, **{k: v[0] for k, v in GROUP_OPS.items()}}
+TASKS = {**{k: v[0] for k, v in MODULAR_OPS.items()}, **{k: v[1] for k, v in GROUP_TASKS.items()}}
+GROUP_HELP = "S<n>, A<n>, D<n> (order 2n), C<n>, products like C3xS3, or generators like '(0,1,2);(0,1)'"
 
 
 def pow_mod(y: np.ndarray, e: int, p: int) -> np.ndarray:
@@ -67,33 +71,43 @@ def pow_mod(y: np.ndarray, e: int, p: int) -> np.ndarray:
     return result
 
 
-_S5: FiniteGroup | None = None
-
-
 def s5() -> FiniteGroup:
     """The symmetric group S5 (built once per process)."""
-    global _S5
-    if _S5 is None:
-        _S5 = FiniteGroup.symmetric(5)
-    return _S5
+    return group_from_spec("S5")
 
 
 @dataclass(frozen=True)
 class Task:
-    """One operation table. ``p`` is the modulus (ignored for S5 tasks)."""
+    """One operation table. ``p`` is the modulus (ignored for group tasks); ``group_spec`` names the
+    group of a ``group_*`` task (``groups.group_from_spec``: 'S4', 'D7', 'C3xS3', '(0,1,2);(0,1)')."""
 
     name: str
     p: int = 97
     op_token: bool = False  # inputs `x op y =` (4 tokens) instead of `x y =` (3 tokens)
+    group_spec: str | None = None
 
     def __post_init__(self):
         if self.name not in TASKS:
             raise TaskError(f"unknown task {self.name!r}; choose one of: {', '.join(TASKS)}")
         if self.is_modular:
+            if self.group_spec:
+                raise TaskError(f"task {self.name!r} is modular arithmetic; a group goes with group_mul, group_conj or group_xyx")
             if self.p < 2:
                 raise TaskError(f"p must be at least 2, got {self.p}")
             if MODULAR_OPS[self.name][2] and not is_prime(self.p):
                 raise TaskError(f"task {self.name!r} divides, so p must be prime; {self.p} is not (try 97 or 113)")
+        elif self.name.startswith("s5_"):
+            if self.group_spec and self.group_spec.strip().upper() != "S5":
+                raise TaskError(f"task {self.name!r} is in S5; for {self.group_spec} use group_{GROUP_TASKS[self.name][0]}")
+        elif not self.group_spec:
+            raise TaskError(f"task {self.name!r} needs a group: {GROUP_HELP}")
+        else:
+            try:
+                g = group_from_spec(self.group_spec)
+            except GroupError as e:
+                raise TaskError(str(e)) from None
+            if g.n < 2:
+                raise TaskError(f"group {self.group_spec} has one element: nothing to learn")
 
     # ---- what it is -----------------------------------------------------------------------------
     @property
@@ -102,16 +116,18 @@ class Task:
 
     @property
     def formula(self) -> str:
-        return TASKS[self.name] + (f" (mod {self.p})" if self.is_modular else " in S5")
+        return TASKS[self.name] + (f" (mod {self.p})" if self.is_modular else f" in {self.group.name}")
 
     @property
     def group(self) -> FiniteGroup | None:
-        return None if self.is_modular else s5()
+        if self.is_modular:
+            return None
+        return group_from_spec(self.group_spec or "S5")
 
     @property
     def n(self) -> int:
         """Number of elements (answer classes)."""
-        return self.p if self.is_modular else 120
+        return self.p if self.is_modular else self.group.n
 
     @property
     def equals_token(self) -> int:
@@ -126,11 +142,7 @@ class Task:
         return 3 + int(self.op_token)
 
     def element_names(self) -> list[str]:
-        if self.is_modular:
-            return [str(i) for i in range(self.n)]
-        from .groups import permutation_to_cycles
-
-        return [permutation_to_cycles(g) for g in s5().elements]
+        return [str(i) for i in range(self.n)] if self.is_modular else self.group.element_names()
 
     # ---- the table --------------------------------------------------------------------------------
     @cached_property
@@ -143,7 +155,7 @@ class Task:
             if valid is not None:
                 z = np.where(valid(x, y), z, -1)
         else:
-            z = GROUP_OPS[self.name][1](x, y, s5())
+            z = GROUP_OPS[GROUP_TASKS[self.name][0]][1](x, y, self.group)
         return z.astype(np.int64)
 
     @cached_property
@@ -198,16 +210,7 @@ def symbol_names(n: int, kind: str) -> list[str]:
     if kind == "numbers":
         return [str(i) for i in range(n)]
     if kind == "letters":
-        out, alphabet = [], "abcdefghijklmnopqrstuvwxyz"
-        for i in range(n):
-            s, k = "", i
-            while True:
-                s = alphabet[k % 26] + s
-                k = k // 26 - 1
-                if k < 0:
-                    break
-            out.append(s)
-        return out
+        return [letter_name(i) for i in range(n)]
     if kind == "emoji":
         if n > 0x1F5FF - 0x1F330:
             raise TaskError(f"only {0x1F5FF - 0x1F330} emoji symbols available; use --symbols letters")

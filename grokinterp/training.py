@@ -41,7 +41,7 @@ from .store import (
     write_metrics,
 )
 
-SHARED_FIELDS = ("task", "p", "model", "steps", "checkpoint_every", "log_checkpoints", "batch_size", "loss", "betas", "warmup")
+SHARED_FIELDS = ("task", "p", "group", "model", "steps", "checkpoint_every", "log_checkpoints", "batch_size", "loss", "betas", "warmup")
 
 
 def pick_device(device: str | None) -> torch.device:

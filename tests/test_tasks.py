@@ -3,7 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from grokinterp.tasks import TASKS, Task, TaskError, format_table, s5, symbol_names
+from grokinterp.config import ConfigError, RunConfig
+from grokinterp.groups import group_from_spec
+from grokinterp.tasks import MODULAR_OPS, Task, TaskError, format_table, s5, symbol_names
 
 
 def direct(name, x, y, p):
@@ -21,7 +23,7 @@ def direct(name, x, y, p):
     }[name]()
 
 
-@pytest.mark.parametrize("name", [n for n in TASKS if not n.startswith("s5")])
+@pytest.mark.parametrize("name", list(MODULAR_OPS))
 @pytest.mark.parametrize("p", [97, 13])
 def test_modular_tables_match_direct_computation(name, p):
     task = Task(name, p)
@@ -105,3 +107,57 @@ def test_format_table_hides_test_cells():
     assert text.count("?") == 25 - len(tr)
     assert symbol_names(28, "letters")[26:] == ["aa", "ab"]
     assert len(set(symbol_names(120, "emoji"))) == 120
+
+
+# ---- group tasks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["S4", "D7", "C3xS3", "(0,1,2);(0,1)"])
+def test_group_tasks_are_the_cayley_tables(spec):
+    g = group_from_spec(spec)
+    mul, conj = Task("group_mul", group_spec=spec), Task("group_conj", group_spec=spec)
+    assert mul.n == g.n and len(mul) == g.n**2 and mul.d_vocab == g.n + 1 and mul.formula == f"x*y in {g.name}"
+    assert (mul.table == g.table).all() and mul.element_names() == g.element_names()
+    x, y = 3 % g.n, 5 % g.n
+    assert conj.table[x, y] == g.table[g.table[x, y], g.inverse[x]]
+
+
+def test_s5_tasks_are_group_tasks_in_s5():
+    assert (Task("s5_mul").table == Task("group_mul", group_spec="S5").table).all()
+    assert (Task("s5_xyx").table == Task("group_xyx", group_spec="s5").table).all()
+    assert Task("s5_mul").formula == "x*y in S5" and Task("s5_mul", group_spec="s5").n == 120
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(name="group_mul"), "needs a group"),
+    (dict(name="group_mul", group_spec="Q8"), "unknown group"),
+    (dict(name="s5_mul", group_spec="S4"), "use group_mul"),
+    (dict(name="add", group_spec="S4"), "modular arithmetic"),
+])
+def test_bad_group_tasks(kwargs, message):
+    with pytest.raises(TaskError, match=message):
+        Task(**kwargs)
+
+
+def test_run_config_carries_the_group():
+    cfg = RunConfig(name="d7", task="group_mul", group="D7", p=0)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg and cfg.make_task().n == 14
+    old = {k: v for k, v in RunConfig(name="s5", task="s5_mul", p=0).to_dict().items() if k != "group"}
+    assert RunConfig.from_dict(old).make_task().n == 120  # configs written before the field still load
+    with pytest.raises(ConfigError, match="needs a group"):
+        RunConfig(name="x", task="group_mul")
+
+
+def test_table_and_train_flags(capsys, tmp_path):
+    from grokinterp.cli import main
+
+    assert main(["table", "--group", "D7", "--size", "3", "--symbols", "numbers"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("x*y in D7: 196 equations") and out.splitlines()[2].split()[:2] == ["0", "0"]
+    assert main(["table", "--generators", "(0,1);(0,1,2)", "--task", "group_conj", "--size", "2"]) == 0
+    assert "x*y*x^-1 in <(0,1);(0,1,2)>: 36 equations" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="2"):  # one or the other
+        main(["table", "--group", "S4", "--generators", "(0,1)"])
+    assert main(["table", "--group", "S9"]) == 2 and "at most 1,000" in capsys.readouterr().err
+    assert main(["train", "--run", "s5", "--group", "Z5", "--name", "z", "--runs-dir", str(tmp_path)]) == 2
+    assert "unknown group" in capsys.readouterr().err and not (tmp_path / "z").exists()

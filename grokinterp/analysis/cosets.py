@@ -79,6 +79,27 @@ def within_share(X: Float[Tensor, "S n d"], A: Float[Tensor, "P n n"]) -> Float[
     return 1 - between / total[:, None]
 
 
+def coset_within_share(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions: list[Partition]) -> Float[Tensor, "S P"]:
+    """``within_share`` of coset partitions without an n x n matrix per partition: a and b share a
+    left coset gH iff b = a h with h in H, so <A, Xc Xc^T> = (1/|H|) sum_{h in H} c(h) with
+    c(h) = sum_a <x_a, x_{a h}> (right cosets Hg: x_{h a}). Memory O(n^2 + P n), as S6 needs."""
+    Xc = X.double() - X.double().mean(-2, keepdim=True)
+    total = Xc.pow(2).sum((-2, -1)).clamp_min(1e-30)
+    table = torch.as_tensor(group.table)
+    partner = {"left": table, "right": table.T.contiguous()}  # partner[side][a, h] = a h or h a
+    mean_over_h = torch.zeros(len(partitions), group.n, dtype=torch.float64)
+    for p, part in enumerate(partitions):
+        h = list(group.subgroups[part.subgroup].elements)
+        mean_over_h[p, h] = 1 / len(h)
+    between = torch.zeros(X.shape[0], len(partitions), dtype=torch.float64)
+    for s in range(X.shape[0]):
+        gram = Xc[s] @ Xc[s].T
+        for side in SIDES:
+            sel = [p for p, part in enumerate(partitions) if part.side == side]
+            between[s, sel] = mean_over_h[sel] @ gram.gather(1, partner[side]).sum(0)
+    return 1 - between / total[:, None]
+
+
 def random_expectation(labels: np.ndarray) -> float:
     n, k = len(labels), len(np.unique(labels))
     return (n - k) / (n - 1)
@@ -154,10 +175,9 @@ def identify_best(cs: CosetScores, group: FiniteGroup, noise: float, s: int = -1
 def coset_scores(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions: list[Partition] | None = None) -> CosetScores:
     """Score (1 - W / E_random[W]) and rank (variance ratio F) every coset partition at every checkpoint."""
     partitions = coset_partitions(group) if partitions is None else partitions
-    A = averaging_matrices(partitions, group.n)
     expected = torch.tensor([random_expectation(p.labels) for p in partitions], dtype=torch.float64)
     k = torch.tensor([len(np.unique(p.labels)) for p in partitions], dtype=torch.float64)
-    W = within_share(X, A)
+    W = coset_within_share(X, group, partitions)
     ratio = ((1 - W) / (k - 1)) / (W.clamp_min(1e-12) / (group.n - k))
     return CosetScores((1 - W / expected).numpy(), ratio.numpy(), partitions)
 
@@ -166,7 +186,9 @@ def random_partition_scores(X: Float[Tensor, "S n d"], labels: np.ndarray, draws
     """(S, draws) scores of random partitions with the block sizes of ``labels``: the null for one partition."""
     rng = np.random.default_rng(seed)
     parts = [Partition(-1, "random", rng.permutation(labels)) for _ in range(draws)]
-    return (1 - within_share(X, averaging_matrices(parts, len(labels))) / random_expectation(labels)).numpy()
+    chunks = [parts[i : i + 16] for i in range(0, draws, 16)]  # 16 n x n matrices at a time (S6: 66 MB)
+    W = torch.cat([within_share(X, averaging_matrices(c, len(labels))) for c in chunks], 1)
+    return (1 - W / random_expectation(labels)).numpy()
 
 
 def irrep_predicted_scores(shares: Float[Tensor, "S k"], group: FiniteGroup, partitions: list[Partition] | None = None) -> np.ndarray:

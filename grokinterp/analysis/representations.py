@@ -6,6 +6,11 @@ of a matrix E explained by chi is |P_chi E|^2 / |E|^2. Logit attribution: the co
 centred logits L(a, b, c) with tr rho(a b c^-1) = chi(a b c^-1), whose square is the share of
 logit variance in that irrep (the characters' vectors are orthogonal over (a, b, c)).
 A subgroup H fixes (1/|H|) sum_{h in H} chi(h) dimensions of the irrep chi.
+
+Complex characters (C_n, A4, ...): every function works per complex irrep, with complex projectors.
+For a real matrix the parts in chi and in its conjugate (named with '*') are conjugate, so the two
+shares are equal; their sum is the share of the real irrep that pairs them (a rotation by 2 pi k / n
+in C_n: the cos and sin of frequency k).
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from ..groups import FiniteGroup
 
 
 def isotypic_projectors(group: FiniteGroup) -> Float[Tensor, "k n n"]:
-    """P[chi, x, y] = (d_chi / |G|) conj(chi(x y^-1)) (real part; S_n characters are real)."""
+    """P[chi, x, y] = (d_chi / |G|) conj(chi(x y^-1)): float64, complex128 where a character is complex."""
     chars = group.characters()  # (k, n)
     xy_inv = group.table[:, group.inverse]  # [x, y] -> x y^-1
     dims = group.character_table[:, 0].real
-    return torch.tensor((dims[:, None, None] / group.n) * chars[:, xy_inv].conj().real)
+    P = (dims[:, None, None] / group.n) * chars[:, xy_inv].conj()
+    return torch.tensor(P.real if np.allclose(P.imag, 0) else P)
 
 
 def irrep_shares(E: Float[Tensor, "S n d"], group: FiniteGroup, centre: bool = True) -> Float[Tensor, "S k"]:
@@ -32,25 +38,43 @@ def irrep_shares(E: Float[Tensor, "S n d"], group: FiniteGroup, centre: bool = T
     if centre:
         E = E - E.mean(-2, keepdim=True)
     P = isotypic_projectors(group)
-    parts = torch.einsum("kxy,syd->skxd", P, E)
-    return parts.pow(2).sum((-2, -1)) / E.pow(2).sum((-2, -1)).clamp_min(1e-30)[:, None]
+    Ec = E.to(P.dtype)
+    parts = torch.stack([(p @ Ec).abs().pow(2).sum((-2, -1)) for p in P], -1)  # one irrep at a time: (S, k)
+    return parts / E.pow(2).sum((-2, -1)).clamp_min(1e-30)[:, None]
 
 
 def logit_irrep_cosines(logits: Float[Tensor, "S N n"], pairs: np.ndarray, group: FiniteGroup) -> Float[Tensor, "S k"]:
-    """Cosine of the centred logits with chi(a b c^-1) for every irrep (pairs: (N, 2) of (a, b))."""
-    ab = group.table[pairs[:, 0], pairs[:, 1]]  # (N,)
-    abc = group.table[ab[:, None], group.inverse[None, :]]  # (N, n): a b c^-1
-    chars = torch.tensor(group.characters().real)  # (k, n)
-    L = logits.double()
-    L = L - L.mean((1, 2), keepdim=True)
+    """Cosine of the centred logits with chi(a b c^-1) for every irrep (pairs: (N, 2) of (a, b));
+    for a complex chi its modulus |<L, chi>| / (|L| |chi|) (chi and its conjugate are orthogonal,
+    so the squares still add up to shares of the logit variance).
+
+    chi(a b c^-1) depends on (a b, c) alone, so the logits are first summed over the pairs with the
+    same product g = a b: M[s, g, c], shape (S, n, n), read in chunks (S6: 518,400 pairs).
+    """
+    S, N, n = logits.shape
+    g = torch.as_tensor(group.table[pairs[:, 0], pairs[:, 1]])  # (N,) a b
+    M = torch.zeros(S, n, n, dtype=torch.float64)
+    total, square = torch.zeros(S, dtype=torch.float64), torch.zeros(S, dtype=torch.float64)
+    for start in range(0, N, 4096):
+        chunk = logits[:, start : start + 4096].double()
+        M.index_add_(1, g[start : start + 4096], chunk)
+        total += chunk.sum((1, 2))
+        square += chunk.pow(2).sum((1, 2))
+    L_norm = (square - total**2 / (N * n)).clamp_min(0).sqrt()  # |L - mean L|
+    count = torch.bincount(g, minlength=n).double()  # pairs per product
+    chars = group.characters()  # (k, n)
+    chars = torch.tensor(chars.real if np.allclose(chars.imag, 0) else chars)
+    gc = torch.as_tensor(group.table[:, group.inverse])  # [g, c] -> g c^-1
     out = []
     for chi in chars:
-        v = chi[torch.as_tensor(abc)]  # (N, n)
-        v = v - v.mean()
-        if v.norm() < 1e-9:  # the trivial character is constant: nothing left after centring
-            out.append(torch.zeros(L.shape[0], dtype=torch.float64))
+        X = chi[gc]  # (n, n): chi(g c^-1)
+        v_sum = (count[:, None] * X).sum()
+        v_norm = ((count[:, None] * X.abs() ** 2).sum() - v_sum.abs() ** 2 / (N * n)).clamp_min(0).sqrt()  # |v - mean v|
+        if v_norm < 1e-9:  # the trivial character is constant: nothing left after centring
+            out.append(torch.zeros(S, dtype=torch.float64))
             continue
-        out.append((L * v).sum((1, 2)) / (L.flatten(1).norm(dim=1) * v.norm()).clamp_min(1e-30))
+        dot = (M * X.conj()).sum((1, 2)) - total * v_sum.conj() / (N * n)  # <L, v - mean v>
+        out.append((dot.abs() if dot.is_complex() else dot) / (L_norm * v_norm).clamp_min(1e-30))
     return torch.stack(out, -1)
 
 
@@ -102,7 +126,7 @@ def irrep_column_ranks(E: Float[Tensor, "S n d"], group: FiniteGroup) -> Float[T
     E = E.double() - E.double().mean(-2, keepdim=True)
     P = isotypic_projectors(group)
     dims = torch.tensor(group.character_table[:, 0].real)
-    sv2 = torch.linalg.svdvals(torch.einsum("kxy,syd->skxd", P, E)).pow(2)  # (S, k, min(n, d))
+    sv2 = torch.linalg.svdvals(torch.einsum("kxy,syd->skxd", P, E.to(P.dtype))).pow(2)  # (S, k, min(n, d))
     pr = sv2.sum(-1).pow(2) / sv2.pow(2).sum(-1).clamp_min(1e-300)
     pr = torch.where(sv2.sum(-1) > 1e-20 * scale[:, None], pr, torch.zeros_like(pr))
     return pr / dims
