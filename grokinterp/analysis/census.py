@@ -19,22 +19,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..groups import FiniteGroup
-from .cosets import cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores
+from .cosets import class_fraction, cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores
 from .representations import irrep_shares, stabilising_subgroups
 
 COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the cosets are recovered"
 DOMINANT = 0.5  # irrep share above which an irrep is "dominant" (a random matrix gives d^2 / (n - 1): 0.30 for S5's 6-dim)
-
-
-def class_coset_fraction(group: FiniteGroup, labels: np.ndarray, subgroups: set[frozenset]) -> float:
-    """Share of the clusters in ``labels`` that are a left or right coset of one of ``subgroups``
-    (C is gK iff c0^-1 C = K, and Kg iff C c0^-1 = K, for any c0 in C)."""
-    hits = []
-    for c in np.unique(labels):
-        C = np.flatnonzero(labels == c)
-        c0 = group.inverse[C[0]]
-        hits.append(frozenset(group.table[c0, C].tolist()) in subgroups or frozenset(group.table[C, c0].tolist()) in subgroups)
-    return float(np.mean(hits))
 
 
 def best_scores_of_random_matrices(shape: tuple[int, int], group: FiniteGroup, draws: int = 20, seed: int = 0) -> np.ndarray:
@@ -68,9 +57,7 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     null = random_partition_scores(X[-1:], part.labels, seed=seed)[0]
     null_best = best_scores_of_random_matrices(tuple(X.shape[1:]), group, seed=seed)
     predicted = irrep_predicted_scores(shares[None], group, [part])[0, 0]
-    members = {frozenset(c.elements) for c in group.subgroup_classes()[h.class_id]}
-    fractions = [class_coset_fraction(group, cluster_cosets(X[s], group, k, seed=seed)["labels"], members)
-                 for s in range(len(steps))]
+    fractions = [class_fraction(cluster_cosets(X[s], group, k, seed=seed), h.class_id) for s in range(len(steps))]
     recovered = [int(st) for st, f in zip(steps, fractions) if f >= COSET_CLUSTERS]
     predicted_ids = [c for c, *_ in stabilisers]
     return {
