@@ -19,7 +19,7 @@ from .report import Report
 from .store import RunError
 
 CSV_FIELDS = ["run", "seed", "frac", "steps", "memorised_step", "grokked_step", "final_test_acc", "best_test_acc", "irrep",
-              "irrep_share", "irrep_dominant", "predicted_classes", "best_class", "best_order", "n_cosets", "score", "z_vs_random",
+              "irrep_partition", "irrep_share", "irrep_dominant", "predicted_classes", "best_class", "best_order", "n_cosets", "score", "z_vs_random",
               "z_vs_best_of_random_matrices", "irrep_predicted_score", "kmeans_coset_fraction", "clusters_into_cosets", "agrees",
               "largest_stabiliser", "cosets_first_recovered_at"]
 
@@ -63,7 +63,7 @@ def census_report(rows: list[dict], title: str) -> Report:
 
     n = len(rows)
     grokked = [r for r in rows if r["grokked_step"] is not None]
-    dominant = Counter(r["irrep"] if r["irrep_dominant"] else "no dominant irrep" for r in grokked)
+    dominant = Counter(f"{r['irrep']} {r['irrep_partition']}".strip() if r["irrep_dominant"] else "no dominant irrep" for r in grokked)
     clustered = [r for r in grokked if r["clusters_into_cosets"]]
     classes = Counter(r["best_class"] for r in clustered)
     agree = [r for r in grokked if r["irrep_dominant"]]

@@ -413,7 +413,10 @@ def census_bars(rows: list[dict], title: str) -> go.Figure:
                         horizontal_spacing=0.12)
     fig.update_layout(title=title, barmode="stack", width=WIDE, height=HEIGHT)
     grokked = [r for r in rows if r["grokked_step"] is not None]
-    for col, key in ((1, lambda r: r["irrep"] if r["irrep_dominant"] else "no dominant irrep"), (2, lambda r: r["best_class"])):
+    def irrep(r):
+        return f"{r['irrep']} {r.get('irrep_partition', '')}".strip() if r["irrep_dominant"] else "no dominant irrep"
+
+    for col, key in ((1, irrep), (2, lambda r: r["best_class"])):
         cats = sorted({key(r) for r in grokked}, key=lambda c: -sum(key(r) == c for r in grokked))
         for verdict, color, name in ((True, COLORS[2], "k-means recovers the cosets"), (False, "#bbbbbb", "no coset clusters")):
             fig.add_trace(go.Bar(x=cats, y=[sum(key(r) == c and r["clusters_into_cosets"] == verdict for r in grokked) for c in cats],

@@ -61,7 +61,9 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     recovered = [int(st) for st, f in zip(steps, fractions) if f >= COSET_CLUSTERS]
     predicted_ids = [c for c, *_ in stabilisers]
     return {
-        "irrep": group.irrep_names[top], "irrep_share": float(shares[top]), "irrep_dominant": bool(shares[top] > DOMINANT),
+        "irrep": group.irrep_names[top],
+        "irrep_partition": "" if group.irrep_partitions is None else "(" + ",".join(map(str, group.irrep_partitions[top])) + ")",
+        "irrep_share": float(shares[top]), "irrep_dominant": bool(shares[top] > DOMINANT),
         "predicted_classes": " ".join(f"{name}[{c}]" for c, name, *_ in stabilisers),
         "best_class": h.name, "best_class_id": h.class_id, "best_order": h.order, "n_cosets": k,
         "score": float(cs.scores[-1, b]), "z_vs_random": float((cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)),
