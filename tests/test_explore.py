@@ -1,7 +1,9 @@
 """The training explorer: the page's data (no browser) and the page in a real Chromium (playwright)."""
 
 import base64
+import contextlib
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -25,10 +27,17 @@ def _blob(page: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_page(tiny_run, tmp_path_factory):
-    path = tmp_path_factory.mktemp("explore") / "explore.html"
-    path.write_text(explorer_html(tiny_run), encoding="utf-8")
-    return path
+def explore_command(tiny_run, tmp_path_factory):
+    """`grokinterp explore --json` on the tiny run, once for the module: (its JSON output, the folder)."""
+    out = tmp_path_factory.mktemp("explore")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["explore", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(out), "--json"]) == 0
+    return json.loads(printed.getvalue()), out
+
+
+@pytest.fixture(scope="module")
+def tiny_page(explore_command):
+    return explore_command[1] / "explore.html"
 
 
 def test_page_is_offline_and_holds_the_analyses_at_every_checkpoint(tiny_run, tiny_page):
@@ -78,11 +87,13 @@ def test_structured_plane_recovers_a_planted_frequency_plane():
     assert xy.shape == (2, p, 2) and torch.allclose(xy[0], xy[1])
 
 
-def test_explore_command_writes_the_page(tiny_run, tmp_path, capsys):
-    assert main(["explore", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--out", str(tmp_path), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["path"] == str(tmp_path / "explore.html") and out["checkpoints"] == len(tiny_run.steps)
-    assert (tmp_path / "explore.html").stat().st_size == out["bytes"] < 15e6
+def test_explore_command_writes_the_page_and_figures_links_it(explore_command, tiny_run, tmp_path, capsys):
+    from grokinterp.report import index_page
+
+    out, folder = explore_command
+    assert out["path"] == str(folder / "explore.html") and out["checkpoints"] == len(tiny_run.steps)
+    assert (folder / "explore.html").stat().st_size == out["bytes"] < 15e6
+    assert "<a href='explore.html'>" in index_page(tiny_run, {}, [])
     assert main(["explore", "--run", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no run named" in err
@@ -175,3 +186,15 @@ def test_explorer_of_shipped_s5_post_in_chromium(tmp_path):
             _check_slider(page, errors, run.steps)
         finally:
             browser.close()
+
+
+def test_run_explore_shows_the_page_inline(tiny_run, tiny_page, monkeypatch):
+    import html
+
+    import grokinterp.explore as ex
+
+    page = tiny_page.read_text()
+    monkeypatch.setattr(ex, "explorer_html", lambda run: page if run is tiny_run else None)
+    shown = tiny_run.explore(height=700)
+    frame = re.search(r'<iframe srcdoc="([^"]*)" style="[^"]*height: 700px', shown.data)
+    assert frame and html.unescape(frame.group(1)) == page
