@@ -149,8 +149,10 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
                "circuit forms before the test loss falls. Restricted loss (only the key directions) falls first. "
                "Gini of W_E and W_L rises as they become sparse in the Fourier basis.")
     every = np.arange(len(steps))
-    _curves(pm, steps, x, [("train", m["train_loss"][at], COLORS[0]), ("test", m["test_loss"][at], COLORS[1]),
-                           ("restricted", restricted, COLORS[2]), ("excluded (train)", excluded, COLORS[3])], every, 1, 1)
+    losses = [("train", m["train_loss"][at], COLORS[0]), ("test", m["test_loss"][at], COLORS[1])]
+    if keys:  # without key frequencies there is nothing to restrict to or exclude
+        losses += [("restricted", restricted, COLORS[2]), ("excluded (train)", excluded, COLORS[3])]
+    _curves(pm, steps, x, losses, every, 1, 1)
     _curves(pm, steps, x, [("Gini W_E", gini(fa.embedding_spectrum(w, p)).numpy(), COLORS[6]),
                            ("Gini W_L", gini(fa.logit_map_spectrum(w)).numpy(), COLORS[7])], every, 1, 2)
     pm.figure.update_traces(showlegend=True, selector=dict(mode="lines"))

@@ -87,6 +87,20 @@ def test_structured_plane_recovers_a_planted_frequency_plane():
     assert xy.shape == (2, p, 2) and torch.allclose(xy[0], xy[1])
 
 
+def test_without_key_frequencies_the_page_leaves_out_what_needs_them(tiny_run, tmp_path):
+    from grokinterp.explore import explorer_panels
+
+    for name in ("config.json", "split.json", "metrics.csv", "checkpoints/step_00000000.safetensors"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(tiny_run.path / name, tmp_path / name)
+    untrained = gi.load_run(tmp_path)  # only the initial weights: no neuron clusters
+    panels = explorer_panels(untrained, untrained.steps)
+    titles = [p.figure.layout.title.text for p in panels]
+    assert "Progress measures (key frequencies none)" in titles and not any(t.startswith("Output vectors") for t in titles)
+    names = {t.name for p in panels for t in p.figure.data}
+    assert "restricted" not in names and "excluded (train)" not in names and "Gini W_E" in names
+
+
 def test_explore_command_writes_the_page_and_figures_links_it(explore_command, tiny_run, tmp_path, capsys):
     from grokinterp.report import index_page
 
