@@ -44,7 +44,7 @@ def test_page_is_offline_and_holds_the_analyses_at_every_checkpoint(tiny_run, ti
     from grokinterp.analysis.fourier import embedding_spectrum
 
     page = tiny_page.read_text()
-    assert "cdn.plot.ly" not in page and "<script src" not in page  # nothing fetched
+    assert re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)=", page) is None  # nothing fetched from elsewhere
     assert page.count("Plotly.register") >= 1 and page.count("plotly.js v") == 1  # plotly.js embedded once
     data = _blob(page)
     steps = tiny_run.steps
@@ -55,7 +55,7 @@ def test_page_is_offline_and_holds_the_analyses_at_every_checkpoint(tiny_run, ti
     # the W_E panel shows embedding_spectrum at every checkpoint: const, then cos k and sin k
     we = next(p for p in data["panels"] if "W_E in the Fourier" in p["figure"]["layout"]["title"]["text"])
     norms = embedding_spectrum(tiny_run.stacked_weights(names=["embed.W_E"]), tiny_run.task.p).numpy()
-    got = {p["figure"]["data"][u["trace"]]["name"]: u["values"] for u in we["updates"]}
+    got = {we["figure"]["data"][u["trace"]]["name"]: u["values"] for u in we["updates"]}
     np.testing.assert_allclose(got["cos k"], norms[:, 1::2], rtol=1e-5)
     np.testing.assert_allclose(got["sin k"], norms[:, 2::2], rtol=1e-5)
     assert not np.allclose(got["cos k"][0], got["cos k"][-1])
@@ -114,17 +114,26 @@ def test_explore_command_writes_the_page_and_figures_links_it(explore_command, t
 
 
 def test_sequence_run_panels(tmp_path):
-    from grokinterp.sequence_training import SEQUENCE_PRESETS, train_sequence
+    """A sequence run's panels come from its metrics.csv (written here as the trainer writes it)."""
+    from grokinterp.store import atomic_write_json, atomic_write_tensors, checkpoint_path, write_metrics
 
-    cfg = dataclasses.replace(SEQUENCE_PRESETS["repeat-1l"], steps=20, log_every=5, checkpoint_every=10, test_size=64)
-    run = gi.load_run(train_sequence(cfg, tmp_path, progress=False))
-    data = _blob(explorer_html(run))
-    assert data["steps"] == [0, 10, 20]
+    atomic_write_json(tmp_path / "config.json", {"kind": "sequence", "config": {"task": "repeat"}})
+    steps = np.arange(0, 101, 10)
+    rows = [{"step": int(s), "train_part0": 5 * np.exp(-s / 20), "test_part0": 5 * np.exp(-s / 30),
+             **{f"induction_head{h}": min(1.0, s / (40 + 30 * h)) for h in range(2)}} for s in steps]
+    write_metrics(tmp_path / "metrics.csv", rows, list(rows[0]))
+    for s in (0, 50, 100):
+        atomic_write_tensors(checkpoint_path(tmp_path, s), {"w": torch.zeros(1)})
+    run = gi.load_run(tmp_path)
+    page = explorer_html(run)
+    data = _blob(page)
+    assert data["steps"] == [0, 50, 100]
     titles = [p["figure"]["layout"]["title"]["text"] for p in data["panels"]]
-    assert titles == ["repeat-1l: test loss per part (log)", "repeat-1l: train loss per part (log)",
-                      "repeat-1l: induction score per head (last layer)"]
+    assert titles == [f"{run.name}: test loss per part (log)", f"{run.name}: train loss per part (log)",
+                      f"{run.name}: induction score per head (last layer)"]
     heads = data["panels"][2]["updates"][1]["values"]  # marker y: each head's score at each checkpoint
-    assert heads.shape == (3, 4) and not np.allclose(heads[0], heads[-1])
+    np.testing.assert_allclose(heads, [[0, 0], [1, 50 / 70], [1, 1]], rtol=1e-6)
+    assert "of its start: part0 70)" in page  # test loss first below 10% of its start at step 70: 5 e^(-70/30) < 0.5
 
 
 # ---- in a real browser -----------------------------------------------------------------------------
