@@ -179,9 +179,11 @@ def _check_slider(page, errors, steps) -> None:
     assert errors == []
 
 
-def test_explorer_in_chromium(tiny_page, tiny_run):
+def test_explorer_in_chromium(tiny_run, request):
     exe = _chromium()
     from playwright.sync_api import sync_playwright
+
+    tiny_page = request.getfixturevalue("tiny_page")  # built only where a browser can open it
 
     with sync_playwright() as pw:
         browser, page, errors = _open(pw, exe, tiny_page)
