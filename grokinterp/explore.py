@@ -96,7 +96,7 @@ def _loss_and_accuracy(run, steps, phases=None) -> Panel:
     panel.figure.update_xaxes(title_text="step")
     if phases is not None:
         for col in (1, 2):
-            add_phases(panel.figure, phases, 1, col)
+            add_phases(panel.figure, phases, 1, col, legend=False)
     return panel
 
 
@@ -160,7 +160,7 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     pm.figure.update_yaxes(range=[0, 1], row=1, col=2)
     pm.figure.update_xaxes(title_text="step")
     for col in (1, 2):
-        add_phases(pm.figure, phases, 1, col)
+        add_phases(pm.figure, phases, 1, col, legend=False)
     panels.append(pm)
 
     # Fourier spectra of W_E and W_L (Nanda et al. Fig. 2 left)
@@ -239,14 +239,12 @@ def _group_panels(run, steps, progress: bool) -> list[Panel]:
     panels.append(panel)
 
     cs = coset_scores(U, group)
-    per_class = cs.best_per_class(group)
-    ranked = sorted(per_class.values(), key=lambda sp: -cs.ratios[-1, cs.partitions.index(sp[1])])[:6]
+    ranked = cs.ranked_classes(group)[:6]  # partition indices, one per subgroup class, best first at the end
     label = lambda part: f"{group.subgroups[part.subgroup].name}, {part.side}"  # noqa: E731
     panel = Panel(_figure("Coset scores of W_U: the best subgroup classes at the end", xaxis_title="subgroup, cosets"),
                   "1 - W / E_random[W] per coset partition (0: chance, 1: each coset collapsed to a point); the classes "
                   "ranked best at the last checkpoint, followed over training.")
-    _bars(panel, [label(part) for _, part in ranked],
-          [("score", np.stack([cs.scores[:, cs.partitions.index(part)] for _, part in ranked], 1), COLORS[2])], "score")
+    _bars(panel, [label(cs.partitions[i]) for i in ranked], [("score", cs.scores[:, ranked], COLORS[2])], "score")
     panel.figure.update_layout(showlegend=False)
     panels.append(panel)
 
