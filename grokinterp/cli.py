@@ -288,6 +288,25 @@ def cmd_figures(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    import time
+
+    from .explore import explorer_html
+
+    run = _open_run(args)
+    start = time.perf_counter()
+    page = explorer_html(run, progress=not args.json)
+    out = Path(args.out) if args.out else run.path / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "explore.html"
+    path.write_text(page, encoding="utf-8")
+    payload = {"run": run.name, "path": str(path), "checkpoints": len(run.steps), "bytes": path.stat().st_size,
+               "seconds": round(time.perf_counter() - start, 1)}
+    _emit(args, payload, [f"{run.name}: explorer over {payload['checkpoints']} checkpoints, {payload['bytes'] / 1e6:.1f} MB, "
+                          f"built in {payload['seconds']} s -> {path}"])
+    return 0
+
+
 def cmd_export(args) -> int:
     from .export import export_run
 
@@ -386,6 +405,7 @@ def cmd_import(args) -> int:
 
 
 COMMANDS["import"] = cmd_import
+COMMANDS["explore"] = cmd_explore
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -535,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_runs_dir(p)
+    p = sub.add_parser("explore", help="a page with a slider over the checkpoints that moves every panel (open it in a browser)")
+    _add_run(p)
+    p.add_argument("--out", help="folder for explore.html (default: <run>/figures, beside `grokinterp figures`)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
     return parser
 
 

@@ -531,6 +531,8 @@ def index_page(run: Run, reports: dict[str, Report], files: list[str]) -> str:
             png = f"{stem}.png" if any(f.endswith(f"{stem}.png") for f in files) else None
             parts.append(f"<li><a href='{stem}.html'>{stem}</a>" + (f"<br><img src='{png}' width='600'>" if png else "") + "</li>")
         parts.append("</ul>")
+    parts.append(f"<h2>training explorer</h2><p><a href='explore.html'>explore.html</a>: a slider over every checkpoint that moves "
+                 f"every panel (<code>grokinterp explore --run {html.escape(run.name)}</code>, with the same <code>--out</code>, writes it here)</p>")
     return "\n".join(parts + ["</body></html>"])
 
 

@@ -187,6 +187,12 @@ class Run:
         """'table' (algorithmic tables, RunConfig) or 'sequence' (grokinterp.sequence_training)."""
         return self.record.get("kind", "table")
 
+    def explore(self, height: int = 1200):
+        """The training explorer (``grokinterp explore``) inline in Jupyter: a slider over the checkpoints."""
+        from .explore import explorer_html, inline
+
+        return inline(explorer_html(self), height)
+
     def summary(self) -> dict:
         if self.kind == "sequence":
             cfg = self.record["config"]
