@@ -141,10 +141,11 @@ def machine(dev: torch.device) -> dict:
 def warn_if_machine_differs(name: str, record: dict, dev: torch.device) -> None:
     """Warn when a run is resumed on another device or CPU thread count than it was trained with."""
     now = machine(dev)
-    then = {k: record[k] for k in now if k in record}
+    then = {k: record[k] for k in ("device", "torch_threads") if k in record}
     if then and then != now:
-        warnings.warn(f"run {name} was trained with {then} and is resumed with {now}: the weights will not be bit-identical "
-                      "to an uninterrupted run (CPU results depend on the thread count; OMP_NUM_THREADS sets it)",
+        said = lambda m: m["device"] + (f" with {m['torch_threads']} threads" if "torch_threads" in m else "")  # noqa: E731
+        warnings.warn(f"run {name} was trained on {said(then)} and is resumed on {said(now)}: the weights will not be "
+                      "bit-identical to an uninterrupted run (CPU results depend on torch's thread count; OMP_NUM_THREADS sets it)",
                       RuntimeWarning, stacklevel=3)
 
 
@@ -164,6 +165,8 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str) -> _Save
     if not (run_dir / "config.json").is_file():
         return None  # killed before its config was written
     record = read_json(run_dir / "config.json")
+    if isinstance(record, dict) and record.get("kind", "table") != "table":
+        raise RunError(f"run {cfg.name} in {run_dir.parent} is a {record['kind']} run; resume it with `grokinterp train --run {cfg.name} --resume`")
     try:
         saved = RunConfig.from_dict(record["config"])
     except (KeyError, TypeError, ConfigError) as e:

@@ -76,14 +76,14 @@ def tmp_files(run_dir: Path) -> list[Path]:
 
 
 def test_sequence_run_killed_mid_training_resumes_bit_identical(tmp_path, capsys):
-    ref = train_sequence(dataclasses.replace(SEQ, name="ref", steps=200), tmp_path, progress=False)
-    proc = spawn("--run", "add5-finite", "--n-train", "64", "--steps", "200", "--checkpoint-every", "10",
+    ref = train_sequence(dataclasses.replace(SEQ, name="ref", steps=100, log_every=50), tmp_path, progress=False)
+    proc = spawn("--run", "add5-finite", "--n-train", "64", "--steps", "100", "--checkpoint-every", "10",
                  "--name", "k", "--runs-dir", str(tmp_path))
-    kill_when(proc, lambda: state_step(tmp_path / "k") >= 20)
-    assert 20 <= state_step(tmp_path / "k") < 200
+    kill_when(proc, lambda: state_step(tmp_path / "k") >= 10)
+    assert 10 <= state_step(tmp_path / "k") < 100
     code, out, err = cli(capsys, "--run", "k", "--resume", "--runs-dir", str(tmp_path))  # looked up by name
     assert code == 0, err
-    same_weights(ref, tmp_path / "k", range(0, 201, 10))
+    same_weights(ref, tmp_path / "k", range(0, 101, 10))
     assert (ref / "metrics.csv").read_text() == (tmp_path / "k" / "metrics.csv").read_text()
 
 
