@@ -144,9 +144,9 @@ def warn_if_machine_differs(name: str, record: dict, dev: torch.device) -> None:
     then = {k: record[k] for k in ("device", "torch_threads") if k in record}
     if then and then != now:
         said = lambda m: m["device"] + (f" with {m['torch_threads']} threads" if "torch_threads" in m else "")  # noqa: E731
+        hint = f" (run with OMP_NUM_THREADS={then['torch_threads']}, or torch.set_num_threads)" if "torch_threads" in then else ""
         warnings.warn(f"run {name} was trained on {said(then)} and is resumed on {said(now)}: the weights will not be "
-                      "bit-identical to an uninterrupted run (CPU results depend on torch's thread count; OMP_NUM_THREADS sets it)",
-                      RuntimeWarning, stacklevel=3)
+                      f"bit-identical to an uninterrupted run{hint}", RuntimeWarning, stacklevel=3)
 
 
 @dataclass
