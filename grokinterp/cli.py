@@ -109,6 +109,14 @@ def _write_figures(args, run, figs: dict) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    import warnings
+
+    with warnings.catch_warnings():  # the trainer's warnings (resuming from step 0, another thread count) as one line
+        warnings.showwarning = lambda message, *_: print(f"grokinterp train: warning: {message}", file=sys.stderr)
+        return _train(args)
+
+
+def _train(args) -> int:
     from .training import train
 
     overrides = {k: v for k, v in {
@@ -131,6 +139,10 @@ def cmd_train(args) -> int:
         from .runs import load_run
 
         existing = load_run(args.run, args.runs_dir)
+        if existing.kind == "sequence":
+            from .sequence_training import read_sequence_config
+
+            return _train_sequence(args, read_sequence_config(existing.path), existing.path.parent)
         base, args.runs_dir = existing.config.replace(name=existing.name), existing.path.parent
     elif args.run:
         raise UsageError(f"unknown preset {args.run!r}; choose one of {', '.join(PRESETS)}, or define a run with --task ... --name NAME")
@@ -154,16 +166,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _train_sequence(args) -> int:
+def _train_sequence(args, base=None, runs_dir=None) -> int:
+    """Train (or resume) a sequence run: a sequence preset, or ``base`` (the config of a run to resume)."""
     from .sequence_training import SEQUENCE_PRESETS, train_sequence
 
-    changes = {k: v for k, v in {"steps": args.steps, "seed": args.seed, "wd": args.wd, "lr": args.lr,
-                                 "batch_size": args.batch_size, "name": args.name, "n_train": args.n_train}.items() if v is not None}
+    changes = {k: v for k, v in {"steps": args.steps, "seed": args.seed, "wd": args.wd, "lr": args.lr, "batch_size": args.batch_size,
+                                 "name": args.name, "n_train": args.n_train, "checkpoint_every": args.checkpoint_every}.items() if v is not None}
     if args.full_batch:
         changes["batch_size"] = None
-    cfg = dataclasses.replace(SEQUENCE_PRESETS[args.run], **changes)
-    run_dir = train_sequence(cfg, args.runs_dir, progress=not args.no_progress,
-                             command=" ".join(["grokinterp"] + sys.argv[1:]))
+    cfg = dataclasses.replace(base or SEQUENCE_PRESETS[args.run], **changes)
+    run_dir = train_sequence(cfg, runs_dir or args.runs_dir, progress=not args.no_progress,
+                             command=" ".join(["grokinterp"] + sys.argv[1:]), resume=args.resume)
     print(f"{cfg.name}: {cfg.steps} steps -> {run_dir}")
     return 0
 

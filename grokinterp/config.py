@@ -7,13 +7,16 @@ in the run directory together with the command that made it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .models import model_spec
-from .tasks import Task, TaskError
+from .tasks import MODULAR_OPS, Task, TaskError
 
 
 OPTIMIZERS = ("adamw", "adamw-to-init", "grokfast", "perpendicular")
+FLOAT_FIELDS = ("frac", "lr", "wd", "grokfast_alpha", "grokfast_lambda", "dropout", "update_noise", "weight_noise")
+MAX_P = 2048  # p*p equations: the table, split and evaluation of a run hold them all (4.2M at most)
 
 
 class ConfigError(ValueError):
@@ -52,8 +55,19 @@ class RunConfig:
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
         model_spec(self.model)
+        if self.task in MODULAR_OPS and self.p > MAX_P:
+            raise ConfigError(f"p = {self.p} is too large: training holds all p*p = {self.p ** 2:,} equations (table, split, "
+                              f"evaluation) in memory; use p <= {MAX_P} (at most {MAX_P ** 2:,} equations)")
         self.make_task()
+        floats = {f: getattr(self, f) for f in FLOAT_FIELDS}
         checks = [
+            (all(math.isfinite(v) for v in floats.values()),
+             "settings must be finite numbers, got " + ", ".join(f"{f}={v}" for f, v in floats.items() if not math.isfinite(v))),
+            (all(0 <= s < 2**63 for s in (self.seed, self.split_seed)),
+             f"seeds must be integers in [0, 2**63), got seed={self.seed}, split_seed={self.split_seed}"),
+            (all(0 <= b < 1 for b in self.betas), f"betas must be in [0, 1), got {self.betas}"),
+            (self.warmup >= 0, f"warmup must be non-negative, got {self.warmup}"),
+            (0 <= self.grokfast_alpha < 1, f"grokfast_alpha must be in [0, 1), got {self.grokfast_alpha}"),
             (0 < self.frac < 1, f"training fraction must be in (0, 1), got {self.frac}"),
             (self.steps >= 1, f"steps must be positive, got {self.steps}"),
             (self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}"),
@@ -66,7 +80,6 @@ class RunConfig:
             (self.update_noise >= 0 and self.weight_noise >= 0, "noise levels must be non-negative"),
             (self.weights_every is None or self.weights_every >= 1, f"weights_every must be positive, got {self.weights_every}"),
             (self.batch_size is None or self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
-            (bool(self.name) and "/" not in self.name and not self.name.startswith("."), f"bad run name {self.name!r}"),
         ]
         for ok, msg in checks:
             if not ok:

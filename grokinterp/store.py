@@ -6,14 +6,18 @@
     <runs dir>/<name>/checkpoints/step_XXXXXXXX.safetensors   HookedTransformer parameters
     <runs dir>/<name>/state.safetensors    weights + optimiser state to resume (not shipped)
     <runs dir>/<name>/figures/             what the analysis commands draw
+    <runs dir>/<name>/.lock                locked (flock) by the one process training the run
 
 Nothing here unpickles: safetensors, JSON and CSV only. Every write goes to a temporary file in
-the same folder and is renamed into place, so a kill never leaves half a file.
+the same folder and is renamed into place, so a kill never leaves half a file; the temporary
+files a kill leaves behind (``.<name>.*.tmp``) are removed when training resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -34,7 +38,8 @@ class RunsDirError(ValueError):
 
 
 class RunNameError(ValueError):
-    """A run or sweep name that is not a plain folder name (a usage error: exit code 2)."""
+    """A run or sweep name that cannot be written: not a plain folder name, a shipped run, or a run
+    that exists already (a usage error: exit code 2)."""
 
 
 SHIPPED_RUNS = ("modadd113", "s5", "s5-post")  # reference runs in the repository's checkpoints/: read-only
@@ -61,6 +66,65 @@ def is_shipped(run_dir: Path) -> bool:
     """True for the reference runs shipped in the repository's checkpoints/ (never written to)."""
     run_dir = Path(run_dir)
     return run_dir.name in SHIPPED_RUNS and run_dir.resolve().parent == REPO_CHECKPOINTS.resolve()
+
+
+def shipped_run_message(name: str) -> str:
+    return (f"{name!r} is a shipped read-only reference run; training never writes into it. "
+            f"Train your own copy with: grokinterp train --run {name} --name my-{name}")
+
+
+def run_dir_to_write(name: str, runs_dir: str | Path | None = None, resume: bool = False) -> Path:
+    """The folder a trainer writes run ``name`` to, after the checks every trainer makes.
+
+    ``name`` must pass ``validate_run_name`` and must not land on a shipped run. A new run goes
+    to the first search folder and must not exist there yet (a folder without config.json, left
+    by a kill, may be reused); a resumed run is looked up like any run and its folder must exist.
+    """
+    validate_run_name(name)
+    run_dir = default_runs_dir(runs_dir) / name
+    if resume and not run_dir.is_dir():
+        run_dir = find_run_dir(name, runs_dir) or run_dir
+    if is_shipped(run_dir):
+        raise RunNameError(shipped_run_message(name))
+    if resume and not run_dir.is_dir():
+        where = ", ".join(str(d) for d in search_dirs(runs_dir))
+        raise RunError(f"no run named {name!r} to resume in {where}; train it without --resume")
+    if not resume and (run_dir / "config.json").exists():
+        raise RunNameError(f"run {name!r} already exists in {run_dir.parent}; add --resume to continue it, or choose another --name")
+    return run_dir
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, resume: bool = False):
+    """Hold an exclusive lock on ``run_dir`` (``fcntl.flock`` on ``<run_dir>/.lock``; the folder is
+    created) while a trainer writes it: a second process gets a one-line RunError at once. The lock
+    goes with the process, so a killed trainer never leaves it held. Under the lock, a new run
+    (``resume=False``) must still have no config.json, and the temporary files of writes that a
+    kill cut short (``.<file>.*.tmp``) are removed."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(run_dir / ".lock", "a")
+    except OSError as e:
+        raise RunError(f"cannot write run {run_dir.name} in {run_dir.parent}: {e.strerror}") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"run {run_dir.name} in {run_dir.parent} is being trained by another process right now; "
+                           "wait for it to finish, or train under another --name") from None
+        if not resume and (run_dir / "config.json").exists():
+            raise RunNameError(f"run {run_dir.name!r} was just created in {run_dir.parent} by another process; choose another --name")
+        for d in (run_dir, run_dir / "checkpoints"):
+            for tmp in d.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+        yield  # closing the file releases the lock
+
+
+def remove_outputs(run_dir: Path) -> None:
+    """Delete what training writes besides config.json and split.json (metrics, checkpoints, resume
+    state), so a run restarted from step 0 ends up as a fresh run would; only under ``run_lock``."""
+    for f in [run_dir / "metrics.csv", run_dir / "state.safetensors", *(run_dir / "checkpoints").glob("step_*.safetensors")]:
+        f.unlink(missing_ok=True)
 
 
 def search_dirs(runs_dir: str | Path | None = None) -> list[Path]:

@@ -13,7 +13,9 @@ Resuming: at every checkpoint the weights and optimiser state go to ``state.safe
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import shlex
 import sys
 import time
@@ -34,10 +36,12 @@ from .store import (
     atomic_write_json,
     atomic_write_tensors,
     checkpoint_path,
-    default_runs_dir,
     read_json,
     read_metrics,
     read_tensors,
+    remove_outputs,
+    run_dir_to_write,
+    run_lock,
     write_metrics,
 )
 
@@ -45,11 +49,20 @@ SHARED_FIELDS = ("task", "p", "group", "model", "steps", "checkpoint_every", "lo
 
 
 def pick_device(device: str | None) -> torch.device:
+    """``None``/"auto" (CUDA when visible), "cpu", "cuda" or "cuda:N"; anything else is a ConfigError."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) are visible (cuda:0 ...)")
+    return dev
 
 
 @dataclass
@@ -104,68 +117,119 @@ def train(
 
     ``capture``: record the training step as a CUDA graph (default: on CUDA). The resume state is
     written at the first checkpoint, then at most every ``state_every_s`` seconds, and at the end.
+    Each run directory is locked while it is trained (``store.run_lock``). ``resume`` continues
+    from the resume state, or starts again from step 0 when a run has none (it was killed before
+    its first state write). A run whose training loss stops being finite raises RunError.
     """
     _check_compatible(configs)
     dev = pick_device(device)
     if dev.type == "cpu":
         torch.set_flush_denormal(True)  # decayed weights go denormal; x86 then runs several times slower
-    root = default_runs_dir(runs_dir)
+    run_dirs = [run_dir_to_write(cfg.name, runs_dir, resume) for cfg in configs]  # refuse before anything is written
+    command = command or " ".join(["grokinterp"] + [shlex.quote(a) for a in sys.argv[1:]])
+    with contextlib.ExitStack() as locks:
+        for run_dir in run_dirs:
+            locks.enter_context(run_lock(run_dir, resume))
+        return _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s)
+
+
+def machine(dev: torch.device) -> dict:
+    """What bit-identity depends on: the device and, on CPU, torch's thread count."""
+    return {"device": dev.type, **({"torch_threads": torch.get_num_threads()} if dev.type == "cpu" else {})}
+
+
+def warn_if_machine_differs(name: str, record: dict, dev: torch.device) -> None:
+    """Warn when a run is resumed on another device or CPU thread count than it was trained with."""
+    now = machine(dev)
+    then = {k: record[k] for k in ("device", "torch_threads") if k in record}
+    if then and then != now:
+        said = lambda m: m["device"] + (f" with {m['torch_threads']} threads" if "torch_threads" in m else "")  # noqa: E731
+        hint = f" (run with OMP_NUM_THREADS={then['torch_threads']}, or torch.set_num_threads)" if "torch_threads" in then else ""
+        warnings.warn(f"run {name} was trained on {said(then)} and is resumed on {said(now)}: the weights will not be "
+                      f"bit-identical to an uninterrupted run{hint}", RuntimeWarning, stacklevel=3)
+
+
+@dataclass
+class _Saved:
+    """What a run directory holds to resume from."""
+
+    step: int
+    params: dict
+    opt_state: dict
+    metrics: list
+    budget_update: dict | None  # the new config.json record when --steps changed
+
+
+def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str) -> _Saved | None:
+    """The resume state of a run (None when it has none), after checking it was made with ``cfg``."""
+    if not (run_dir / "config.json").is_file():
+        return None  # killed before its config was written
+    record = read_json(run_dir / "config.json")
+    if isinstance(record, dict) and record.get("kind", "table") != "table":
+        raise RunError(f"run {cfg.name} in {run_dir.parent} is a {record['kind']} run; resume it with `grokinterp train --run {cfg.name} --resume`")
+    try:
+        saved = RunConfig.from_dict(record["config"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise RunError(f"{run_dir / 'config.json'} is corrupt ({e}); restore it or train the run under another --name") from None
+    if saved.replace(steps=cfg.steps, name=cfg.name) != cfg:
+        raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
+    if not (run_dir / "state.safetensors").is_file():
+        return None
+    warn_if_machine_differs(cfg.name, record, dev)
+    tensors, meta = read_tensors(run_dir / "state.safetensors")
+    step = int(meta["step"])
+    if cfg.steps < step:
+        raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
+    # in named_parameters() order (safetensors sorts names): noise is drawn in this order
+    params = {n: tensors[f"param.{n}"] for n in parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)}
+    opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
+    metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
+    update = None
+    if saved.steps != cfg.steps:  # record the new budget, once everything has been read
+        update = record
+        update["config"]["steps"] = cfg.steps
+        update.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
+    return _Saved(step, params, opt_state, metrics, update)
+
+
+def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s) -> list[Path]:
     first = configs[0]
     task = first.make_task()
     spec = model_spec(first.model)
-    command = command or " ".join(["grokinterp"] + [shlex.quote(a) for a in sys.argv[1:]])
-
-    if not resume:  # refuse before anything is written
-        for cfg in configs:
-            if (root / cfg.name / "config.json").exists():
-                raise ConfigError(f"run {cfg.name!r} already exists in {root}; add --resume to continue it, or choose another --name")
-    members, start_step, params, opt_state, budget_updates = [], 0, [], [], []
-    for cfg in configs:
-        run_dir = root / cfg.name
+    saved = [_read_saved(cfg, d, task, dev, command) if resume else None for cfg, d in zip(configs, run_dirs)]
+    if any(s is None for s in saved) and any(s is not None for s in saved):
+        raise RunError("some ensemble members have no resume state and some do; resume them one by one")
+    if len({s.step for s in saved if s is not None}) > 1:
+        raise RunError("ensemble members were saved at different steps; resume them one by one")
+    if resume and saved[0] is None:
+        warnings.warn(f"{', '.join(d.name for d in run_dirs)}: no resume state (stopped before the first state write); "
+                      "training from step 0", RuntimeWarning, stacklevel=3)
+    start_step = 0 if saved[0] is None else saved[0].step
+    members, params = [], []
+    for cfg, run_dir, s in zip(configs, run_dirs, saved):
         train_idx, _ = task.split(cfg.frac, cfg.split_seed)
-        m = _Member(cfg, run_dir, train_idx, cfg.effective_batch_size(len(train_idx)), [])
-        members.append(m)
-        if resume:
-            saved = RunConfig.from_dict(read_json(run_dir / "config.json")["config"])
-            if saved.replace(steps=cfg.steps, name=cfg.name) != cfg:
-                raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
-            if not (run_dir / "state.safetensors").is_file():
-                raise RunError(f"run {cfg.name} has no state.safetensors to resume from (it stopped before its first "
-                               f"checkpoint); delete {run_dir} and train it afresh")
-            tensors, meta = read_tensors(run_dir / "state.safetensors")
-            step = int(meta["step"])
-            if members.index(m) and step != start_step:
-                raise RunError("ensemble members were saved at different steps; resume them one by one")
-            start_step = step
-            if cfg.steps < step:
-                raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
-            # in named_parameters() order (safetensors sorts names): noise is drawn in this order
-            params.append({n: tensors[f"param.{n}"] for n in parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)})
-            opt_state.append({k[4:]: v for k, v in tensors.items() if k.startswith("opt.")})
-            m.metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
-            if saved.steps != cfg.steps:  # record the new budget, once everything has been read
-                record = read_json(run_dir / "config.json")
-                record["config"]["steps"] = cfg.steps
-                record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
-                budget_updates.append((run_dir / "config.json", record))
-        else:
-            params.append(init_params(cfg.model, task.d_vocab, task.n, task.n_ctx, seed=cfg.seed))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(run_dir / "split.json", {"n_pairs": len(task), "train": train_idx.tolist()})
-            atomic_write_json(
-                run_dir / "config.json",
-                {"config": cfg.to_dict(), "command": command, "grokinterp_version": __version__, "torch_version": torch.__version__,
-                 "created": time.strftime("%Y-%m-%d %H:%M:%S")},
-            )
+        members.append(_Member(cfg, run_dir, train_idx, cfg.effective_batch_size(len(train_idx)), [] if s is None else s.metrics))
+        if s is not None:
+            params.append(s.params)
+            continue
+        params.append(init_params(cfg.model, task.d_vocab, task.n, task.n_ctx, seed=cfg.seed))
+        remove_outputs(run_dir)  # what an earlier, killed start of this run left
+        atomic_write_json(run_dir / "split.json", {"n_pairs": len(task), "train": train_idx.tolist()})
+        atomic_write_json(
+            run_dir / "config.json",
+            {"config": cfg.to_dict(), "command": command, "grokinterp_version": __version__, "torch_version": torch.__version__,
+             **machine(dev), "created": time.strftime("%Y-%m-%d %H:%M:%S")},
+        )
+    for run_dir, s in zip(run_dirs, saved):
+        if s is not None and s.budget_update is not None:
+            atomic_write_json(run_dir / "config.json", s.budget_update)
 
-    for path, record in budget_updates:
-        atomic_write_json(path, record)
     stacked = _stack(params, dev)
     trainable = {n: p.requires_grad_(True) for n, p in stacked.items() if is_trainable(n, spec)}
     opt = _optimizer(members, trainable, task, dev)
-    if resume:
+    if start_step:
         for key in opt.state:
-            opt.state[key].copy_(torch.stack([s[key] for s in opt_state]).to(dev))
+            opt.state[key].copy_(torch.stack([s.opt_state[key] for s in saved]).to(dev))
         opt.t.fill_(start_step)
 
     inputs = task.all_inputs().to(dev)
@@ -183,7 +247,7 @@ def train(
 
     ckpt_steps = set(first.checkpoint_steps())
     saver = _StateSaver(state_every_s)
-    if not resume:
+    if not start_step:
         _checkpoint(members, stacked, opt, 0, inputs, labels, train_mask, spec, first.loss, saver)
 
     bar = _progress(first.steps, start_step, E, progress)
@@ -333,6 +397,12 @@ def _checkpoint(members, stacked, opt, step, inputs, labels, train_mask, spec, l
     """Evaluate, then write checkpoint, metrics and (last, when the saver says so) the resume state of every member."""
     save_state = saver.due(final)
     rows = evaluate(stacked, inputs, labels, train_mask, spec, loss)
+    diverged = [f"{m.cfg.name} ({row['train_loss']})" for m, row in zip(members, rows) if not math.isfinite(row["train_loss"])]
+    if diverged:
+        last = members[0].metrics[-1]["step"] if members[0].metrics else None
+        since = "" if last is None else f"; it was finite at step {last}, and the run keeps what it wrote up to that step"
+        raise RunError(f"training stopped at step {step}: the training loss is not finite in run {', '.join(diverged)}{since}; "
+                       "try a lower --lr")
     for e, (m, row) in enumerate(zip(members, rows)):
         if m.cfg.keeps_weights(step):
             dtype = getattr(torch, m.cfg.checkpoint_dtype)

@@ -159,7 +159,15 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
 
 
-def test_resume_without_state_is_an_error(capsys, run_copy):
+def test_resume_without_state_starts_from_step_0(capsys, run_copy, tiny_run):
+    """A run with no resume state (killed before its first state write) is trained afresh by --resume."""
     (run_copy / "state.safetensors").unlink()
-    code, _, err = run_cli(capsys, "train", "--run", "copy", "--resume", "--runs-dir", str(run_copy.parent))
-    assert code == 1 and "no state" in err
+    code, _, err = run_cli(capsys, "train", "--run", "copy", "--resume", "--steps", "100", "--no-progress", "--runs-dir", str(run_copy.parent))
+    assert code == 0 and "no resume state" in err and "training from step 0" in err
+    from grokinterp.runs import load_run
+
+    run = load_run(run_copy)
+    assert max(run.steps) == 100 and run.metrics["step"][-1] == 100  # the old checkpoints up to 1000 are gone
+    n = len(run.metrics["step"])
+    for k in tiny_run.metrics:  # what a fresh run writes: the first 100 steps of the tiny run
+        assert (run.metrics[k] == tiny_run.metrics[k][:n]).all(), k
