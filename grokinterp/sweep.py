@@ -212,7 +212,7 @@ def run_sweep(spec: SweepSpec, runs_dir=None, max_ensemble: int = 32, backend: s
     atomic_write_json(root / "sweep.json", asdict(spec))
     jobs = _jobs(todo, max_ensemble, workers)
     bar = tqdm(total=sum(c.steps for c in configs), initial=sum(min(_steps_done(root / c.name), c.steps) for c in configs),
-               unit="member-step", unit_scale=True, dynamic_ncols=True, desc=f"sweep {spec.name} ({len(todo)} of {len(configs)} to train)",
+               unit="member-step", dynamic_ncols=True, desc=f"sweep {spec.name} ({len(todo)} of {len(configs)} to train)",
                disable=not progress or not todo)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(root, todo, bar, stop), daemon=True)
