@@ -165,8 +165,8 @@ def _node_id() -> str:
 
 def _watch(root: Path, configs: list[RunConfig], bar, stop, every_s: float = 1.0) -> None:
     """Keep ``bar`` at the member-steps done (from each member's metrics.csv) until ``stop`` is set."""
-    pending = {c.name: c.steps for c in configs}
-    done = {c.name: 0 for c in configs}
+    done = {c.name: min(_steps_done(root / c.name), c.steps) for c in configs}
+    pending = {c.name: c.steps for c in configs if done[c.name] < c.steps}
     while not stop.wait(every_s):
         for name, steps in list(pending.items()):
             done[name] = min(_steps_done(root / name), steps)
@@ -215,7 +215,7 @@ def run_sweep(spec: SweepSpec, runs_dir=None, max_ensemble: int = 32, backend: s
                unit="member-step", dynamic_ncols=True, desc=f"sweep {spec.name} ({len(todo)} of {len(configs)} to train)",
                disable=not progress or not todo)
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(root, todo, bar, stop), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(root, configs, bar, stop), daemon=True)
     watcher.start()
     try:
         nodes = _run_jobs(jobs, root, backend, device, ray_address, workers)

@@ -118,24 +118,6 @@ def test_sweep_name_is_validated_before_anything_is_written(tmp_path, capsys, na
     assert list(tmp_path.rglob("*")) == [runs] and not Path("/abs/path").exists()
 
 
-def test_ray_backend_matches_local(local_sweep, tmp_path):
-    import ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        spec = SweepSpec(name="grid", tasks=["add", "sub"], p=11, fracs=[0.5, 0.8], seeds=[0, 1], model="tiny-1l", lr=1e-2,
-                         steps=150, checkpoint_every=10)
-        root = run_sweep(spec, tmp_path, max_ensemble=4, backend="ray", progress=False)
-    finally:
-        ray.shutdown()
-    ours = list(csv.DictReader(open(root / "results.csv")))
-    local = list(csv.DictReader(open(local_sweep / "grid" / "results.csv")))
-    assert [r["run"] for r in ours] == [r["run"] for r in local]
-    for a, b in zip(ours, local):
-        assert a["memorised_step"] == b["memorised_step"] and a["grokked_step"] == b["grokked_step"]
-        assert float(a["best_test_acc"]) == pytest.approx(float(b["best_test_acc"]), abs=0.02)
-    assert json.loads((root / "sweep.json").read_text())["tasks"] == ["add", "sub"]
-
-
 def test_variants_cross_the_grid_and_label_the_regulariser_figure(tmp_path):
     from grokinterp.sweep import parse_variants
 
@@ -159,12 +141,18 @@ def test_variants_cross_the_grid_and_label_the_regulariser_figure(tmp_path):
         SweepSpec(name="dup", tasks=["add"], fracs=[0.5], variants=parse_variants("wd=0; wd=0,optimizer=adamw")).configs()
 
 
-def test_rerunning_a_sweep_resumes_a_member_killed_midway_with_one_bar_over_the_grid(local_sweep, tmp_path, capsys):
+def test_rerunning_a_sweep_resumes_a_member_killed_midway_with_one_bar_over_the_grid(local_sweep, tmp_path, capsys, request):
     """What a killed process or Ray node leaves: a member whose resume state is at step 100 of 150."""
     import shutil
 
+    import torch
+
     from grokinterp.store import read_tensors
     from grokinterp.training import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a sweep's worker process trains (and fast on a busy CPU)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
 
     spec = SweepSpec(name="grid", tasks=["add", "sub"], p=11, fracs=[0.5, 0.8], seeds=[0, 1], model="tiny-1l", lr=1e-2,
                      steps=150, checkpoint_every=10)
