@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--p", type=int, default=31)
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes to compare with one ensemble (default: one per core)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-threaded", action="store_true", help="leave out the multi-threaded ensemble (slowest on a busy CPU)")
     args = ap.parse_args()
     spec = SweepSpec(name="bench", tasks=["add"], p=args.p, fracs=[0.4, 0.6], seeds=list(range(-(-args.members // 2))),
                      model="tiny-1l", lr=1e-2, steps=args.steps, checkpoint_every=100, weights_every=args.steps)
@@ -40,9 +41,11 @@ def main() -> None:
     threads = torch.get_num_threads()
     ways = {f"one ensemble, {threads} threads": (1, threads), "one ensemble, 1 thread": (1, 1),
             f"{args.workers} processes": (args.workers, threads)}
+    if args.skip_threaded:
+        del ways[f"one ensemble, {threads} threads"]
     times: dict[str, list[float]] = {k: [] for k in ways}
     for r in range(args.repeats):
-        order = list(ways)[r % 3:] + list(ways)[: r % 3]
+        order = list(ways)[r % len(ways):] + list(ways)[: r % len(ways)]
         for way in order:
             workers, torch_threads = ways[way]
             torch.set_num_threads(torch_threads)
