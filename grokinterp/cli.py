@@ -217,7 +217,7 @@ def cmd_runs(args) -> int:
             acc = f"test loss {s['test_loss']:.3g}" if s.get("test_loss") is not None else "no metrics yet"
         lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
     if not runs:
-        lines.append("  (none yet: `grokinterp train --run modadd113`)")
+        lines.append("  (none yet: `grokinterp train --run tiny23`)")
     _emit(args, {"presets": presets, "sequence_presets": sequence_presets, "runs": runs}, lines)
     return 0
 
@@ -330,8 +330,20 @@ def cmd_export(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import SweepSpec, best_accuracy, median_steps_to_generalise, parse_variants, run_sweep, write_results
+    from .sweep import SweepSpec, parse_variants, read_results, run_sweep, write_results
 
+    if args.from_results:
+        if not args.out:
+            raise UsageError("--from-results draws figures only: give --out FOLDER for them")
+        try:
+            rows = read_results(args.from_results)
+        except OSError as e:
+            raise UsageError(f"cannot read {args.from_results}: {e.strerror}") from None
+        written = _sweep_figures(rows, args, Path(args.out))
+        _emit(args, {"results": rows, "figures": written}, [f"{len(rows)} runs from {args.from_results}; figures: {len(written)} files in {args.out}"])
+        return 0
+    if not args.name:
+        raise UsageError("--name is required (or --from-results CSV to redraw a sweep's figures)")
     floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     spec = SweepSpec(name=args.name, tasks=args.tasks.split(","), fracs=floats(args.fracs), seeds=ints(args.seeds), wds=floats(args.wds),
@@ -344,24 +356,15 @@ def cmd_sweep(args) -> int:
         if t not in TASKS:
             raise UsageError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
     spec.configs()  # validates every member before any training
-    root = run_sweep(spec, args.runs_dir, args.max_ensemble, args.backend, args.device, args.ray_address, progress=not args.json)
+    root = run_sweep(spec, args.runs_dir, args.max_ensemble, args.backend, args.device, args.ray_address, progress=not args.json,
+                     workers=args.workers)
     rows = write_results(root, spec)
-    written = []
-    if not args.no_figures:
-        from . import figures as F
-
-        label = f" ({args.label})" if args.label else ""
-        figs = {
-            "sweep_fig1_steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(rows), f"Steps until generalisation{label}"),
-            "sweep_fig2_regularisers": F.accuracy_vs_fraction(best_accuracy(rows, "variant"), f"Data efficiency per regulariser{label}"),
-            "sweep_fig2_operations": F.accuracy_vs_fraction(best_accuracy(rows, "task"), f"Best validation accuracy per operation{label}"),
-        }
-        written = [str(p) for p in F.save_figures(figs, root / "figures", quiet=args.json)]
+    written = [] if args.no_figures else _sweep_figures(rows, args, Path(args.out) if args.out else root / "figures")
     lines = [f"sweep {spec.name}: {len(rows)} runs in {root}; results in results.csv",
              f"  {'run':<36} {'train 99%':>9} {'test 99%':>9} {'best test':>9}"]
     lines += [f"  {r['run']:<36} {str(r['memorised_step']):>9} {str(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
     if written:
-        lines.append(f"  figures: {len(written)} files in {root / 'figures'}")
+        lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
     _emit(args, {"sweep": spec.name, "results": rows, "figures": written}, lines)
     return 0
 
@@ -389,6 +392,20 @@ def cmd_census(args) -> int:
         written = [str(p) for p in save_figures(report.figures, Path(args.out) if args.out else root / "figures", quiet=args.json)]
     _emit(args, {**report.payload, "figures": written}, report.lines)
     return 0
+def _sweep_figures(rows: list[dict], args, out: Path) -> list[str]:
+    """Power et al. Fig. 1 (centre) and Fig. 2, one line per varied setting: Fig. 2 per regulariser
+    where regularisers vary (and per operation too where tasks vary), else per operation."""
+    from . import figures as F
+    from .sweep import best_accuracy, median_steps_to_generalise, varied_settings
+
+    label = f" ({args.label})" if args.label else ""
+    varied = varied_settings(rows)
+    regularisers = any(f != "task" for f in varied)
+    stem, what = ("sweep_fig2_regularisers", "regulariser" + (" and operation" if "task" in varied else "")) if regularisers \
+        else ("sweep_fig2_operations", "operation")
+    figs = {"sweep_fig1_steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(rows), f"Steps until generalisation{label}"),
+            stem: F.accuracy_vs_fraction(best_accuracy(rows), f"Best validation accuracy per {what}{label}")}
+    return [str(p) for p in F.save_figures(figs, out, quiet=args.json)]
 
 
 COMMANDS = {"phases": cmd_phases, "sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
@@ -509,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thin-every", type=int)
 
     p = sub.add_parser("sweep", help="train a grid of runs as ensembles; results table and Power et al. Fig. 1-2")
-    p.add_argument("--name", required=True, help="sweep name (a folder in the runs dir)")
+    p.add_argument("--name", help="sweep name (a folder in the runs dir)")
     p.add_argument("--tasks", default="add", help="comma-separated tasks")
     p.add_argument("--fracs", default="0.3,0.4,0.5,0.6,0.7,0.8", help="comma-separated training fractions")
     p.add_argument("--seeds", default="0,1,2")
@@ -527,10 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-every", type=int, help="keep weights only every N steps and at the end (default: at every checkpoint)")
     p.add_argument("--checkpoint-dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--max-ensemble", type=int, default=32, help="largest ensemble trained in one process")
+    p.add_argument("--workers", type=int, help="local processes training ensembles side by side (default: one per CPU core "
+                   "on a CPU, 1 on a GPU)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local instance)")
     p.add_argument("--device", default="auto")
     p.add_argument("--label", help="text added to figure titles (e.g. 'reduced CPU sweep')")
+    p.add_argument("--from-results", metavar="CSV", help="train nothing: draw the figures of a sweep's results.csv into --out")
+    p.add_argument("--out", help="folder for figures (default: <sweep>/figures)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-figures", action="store_true")
     _add_runs_dir(p)

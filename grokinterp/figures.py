@@ -328,19 +328,47 @@ def induction_scores(metrics: dict, title: str) -> go.Figure:
 # ---- sweeps ----------------------------------------------------------------------------------
 
 
-def steps_vs_fraction(data: dict[str, tuple[list, list]], title: str) -> go.Figure:
-    """Power et al. Fig. 1 (centre): median steps until 99% validation accuracy vs training fraction."""
+def steps_vs_fraction(curves: dict, title: str) -> go.Figure:
+    """Power et al. Fig. 1 (centre): median steps until 99% validation accuracy vs training fraction,
+    one line per setting (``sweep.median_steps_to_generalise``). Fractions whose median was not
+    reached within the budget are triangles above the dashed budget line, labelled with how many
+    seeds did get there."""
+    budget = max((c.budget for c in curves.values()), default=1)
     fig = _fig(title, xaxis_title="training data fraction", yaxis_title="median steps to 99% validation accuracy", yaxis_type="log")
-    for i, (name, (x, y)) in enumerate(data.items()):
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)])))
+    fig.add_hline(y=budget, line=dict(color="#7f7f7f", dash="dash", width=1))
+    fig.add_annotation(x=1, xref="paper", xanchor="right", y=np.log10(budget), yanchor="top", showarrow=False,  # log axis: log10 y
+                       text=f"budget: {budget:,} steps", font=dict(size=11, color="#7f7f7f"))
+    top = []
+    for i, (name, c) in enumerate(curves.items()):
+        color = COLORS[i % len(COLORS)]
+        seeds = [f"{k}/{n} seeds reached 99%" for k, n in zip(c.reached, c.runs)]
+        ok = [j for j, v in enumerate(c.values) if v is not None]
+        fig.add_trace(go.Scatter(x=[c.fracs[j] for j in ok], y=[c.values[j] for j in ok], name=name, legendgroup=name,
+                                 mode="lines+markers", line=dict(color=color), hovertext=[seeds[j] for j in ok]))
+        missed = [j for j, v in enumerate(c.values) if v is None]
+        if missed:
+            y = budget * 1.35 * 1.25**i  # one row per setting, so markers at one fraction do not hide each other
+            top.append(y)
+            fig.add_trace(go.Scatter(x=[c.fracs[j] for j in missed], y=[y] * len(missed), name=name, legendgroup=name,
+                                     showlegend=not ok,
+                                     mode="markers+text", marker=dict(symbol="triangle-up", size=10, color=color),
+                                     text=[f"{c.reached[j]}/{c.runs[j]}" for j in missed], textposition="middle right",
+                                     textfont=dict(size=10, color=color), hovertext=[f"{name}: not reached ({seeds[j]})" for j in missed]))
+    if top:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(symbol="triangle-up", size=10, color="#7f7f7f"),
+                                 name="median not reached within the budget<br>(k/n: seeds that reached 99%)"))
+    low = min([v for c in curves.values() for v in c.values if v is not None] + [budget])
+    fig.update_yaxes(range=[np.log10(low) - 0.2, np.log10(max(top + [budget])) + 0.15])
     return fig
 
 
-def accuracy_vs_fraction(data: dict[str, tuple[list, list]], title: str) -> go.Figure:
-    """Power et al. Fig. 2: best validation accuracy within the budget vs training fraction."""
+def accuracy_vs_fraction(curves: dict, title: str) -> go.Figure:
+    """Power et al. Fig. 2: best validation accuracy within the budget vs training fraction, one
+    line per setting (``sweep.best_accuracy``; mean over seeds)."""
     fig = _fig(title, xaxis_title="training data fraction", yaxis_title="best validation accuracy", yaxis_range=[0, 1.02])
-    for i, (name, (x, y)) in enumerate(data.items()):
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)])))
+    for i, (name, c) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=c.fracs, y=c.values, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)]),
+                                 hovertext=[f"mean of {n} seeds" for n in c.runs]))
     return fig
 
 

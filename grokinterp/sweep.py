@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, RunConfig
-from .store import atomic_write_bytes, atomic_write_json, default_runs_dir, read_json
+from .store import atomic_write_bytes, atomic_write_json, default_runs_dir, read_json, validate_run_name
 
 RESULT_FIELDS = ["run", "task", "frac", "seed", "wd", "optimizer", "batch", "variant", "steps", "memorised_step", "grokked_step", "best_test_acc", "final_test_acc"]
 
@@ -98,11 +98,14 @@ def parse_variants(text: str) -> list[dict]:
     return out
 
 
-def _groups(configs: list[RunConfig], max_ensemble: int) -> list[list[RunConfig]]:
+def _jobs(configs: list[RunConfig], max_ensemble: int, workers: int = 1) -> list[list[RunConfig]]:
+    """Ensembles to train: members that share task, model, batch size and budget, at most
+    ``max_ensemble`` together, and split so that ``workers`` processes all get one."""
     by_key: dict[tuple, list[RunConfig]] = {}
     for c in configs:
         by_key.setdefault((c.task, c.p, c.model, c.batch_size, c.steps, c.noisy), []).append(c)
-    return [g[i : i + max_ensemble] for g in by_key.values() for i in range(0, len(g), max_ensemble)]
+    size = max(1, min(max_ensemble, -(-len(configs) // max(1, workers))))
+    return [g[i : i + size] for g in by_key.values() for i in range(0, len(g), size)]
 
 
 def _status(root: Path, cfg: RunConfig) -> str:
@@ -110,43 +113,128 @@ def _status(root: Path, cfg: RunConfig) -> str:
     d = root / cfg.name
     if not (d / "config.json").exists():
         return "new"
-    from .runs import Run
-    from .store import RunError
-
-    try:
-        if Run(d).metrics["step"][-1] >= cfg.steps:
-            return "done"
-    except (RunError, IndexError):
-        pass
+    if _steps_done(d) >= cfg.steps:
+        return "done"
     return "resume" if (d / "state.safetensors").exists() else "new"
 
 
-def _train_group(configs: list[RunConfig], root: str, resume: bool, device: str | None) -> list[str]:
+def _steps_done(run_dir: Path) -> int:
+    """The last step in a run's metrics.csv (0 when there is none): read from the file's tail, so a
+    progress bar can poll many runs cheaply."""
+    try:
+        with open(run_dir / "metrics.csv", "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 512))
+            return int(f.read().rstrip().rsplit(b"\n", 1)[-1].split(b",", 1)[0])
+    except (OSError, ValueError):
+        return 0
+
+
+def _train_job(configs: list[RunConfig], root: str, device: str | None, threads: int | None = None) -> tuple[list[str], str]:
+    """Train the unfinished members of one job, deciding new / resume when the job starts (so a job
+    that Ray retries after a node died resumes what the dead node left). Returns (members, node)."""
+    import torch
+
     from .training import train
 
-    return [str(p) for p in train(configs, runs_dir=root, resume=resume, device=device, progress=False,
-                                  command="grokinterp sweep")]
+    if threads:
+        torch.set_num_threads(threads)
+    root_path = Path(root)
+    for status in ("new", "resume"):
+        members = [c for c in configs if _status(root_path, c) == status]
+        if status == "new":
+            for c in members:  # a member killed before its first checkpoint starts afresh
+                _clear(root_path / c.name)
+        if members:
+            train(members, runs_dir=root, resume=status == "resume", device=device, progress=False, command="grokinterp sweep")
+    return [c.name for c in configs], _node_id()
+
+
+def _node_id() -> str:
+    """The Ray node id inside a Ray worker, else the host name."""
+    import socket
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
+
+
+def _watch(root: Path, configs: list[RunConfig], bar, stop, every_s: float = 1.0) -> None:
+    """Keep ``bar`` at the member-steps done (from each member's metrics.csv) until ``stop`` is set."""
+    done = {c.name: min(_steps_done(root / c.name), c.steps) for c in configs}
+    pending = {c.name: c.steps for c in configs if done[c.name] < c.steps}
+    while not stop.wait(every_s):
+        for name, steps in list(pending.items()):
+            done[name] = min(_steps_done(root / name), steps)
+            if done[name] >= steps:
+                del pending[name]
+        bar.n = sum(done.values())
+        bar.refresh()
+
+
+def default_workers(device: str | None = None) -> int:
+    """Processes for a local sweep: one per CPU core on a CPU, where parallel processes beat one
+    multi-threaded ensemble (docs/benchmarks.md); one on a GPU, where one ensemble fills the card."""
+    import os
+
+    from .training import pick_device
+
+    return 1 if pick_device(device).type != "cpu" else max(1, len(os.sched_getaffinity(0)))
 
 
 def run_sweep(spec: SweepSpec, runs_dir=None, max_ensemble: int = 32, backend: str = "local", device: str | None = None,
-              ray_address: str | None = None, progress: bool = True) -> Path:
-    """Train every member not yet finished; write results.csv; return the sweep folder."""
+              ray_address: str | None = None, progress: bool = True, workers: int | None = None) -> Path:
+    """Train every member not yet finished; write results.csv and nodes.json (where each member last
+    trained); return the sweep folder. ``workers``: local processes (default: ``default_workers``);
+    the progress bar counts member-steps over the whole grid, updated at each member's checkpoints."""
+    import threading
+
+    from tqdm.auto import tqdm
+
+    validate_run_name(spec.name, "sweep")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    configs = spec.configs()
     root = default_runs_dir(runs_dir) / spec.name
     if (root / "sweep.json").exists():
         saved = read_json(root / "sweep.json")
         if {**asdict(spec), **saved} != asdict(spec):  # a sweep.json older than a field lacks it
             raise ConfigError(f"sweep {spec.name!r} exists with another grid; use the same flags to resume it, or another --name")
+    workers = (default_workers(device) if workers is None else workers) if backend == "local" else 1
+    todo = [c for c in configs if _status(root, c) != "done"]
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / "sweep.json", asdict(spec))
-    jobs = []
-    for group in _groups(spec.configs(), max_ensemble):
-        for status in ("new", "resume"):
-            members = [c for c in group if _status(root, c) == status]
-            if status == "new":
-                for c in members:  # a member killed before its first checkpoint starts afresh
-                    _clear(root / c.name)
-            if members:
-                jobs.append((members, status == "resume"))
+    jobs = _jobs(todo, max_ensemble, workers)
+    bar = tqdm(total=sum(c.steps for c in configs), initial=sum(min(_steps_done(root / c.name), c.steps) for c in configs),
+               unit="member-step", dynamic_ncols=True, desc=f"sweep {spec.name} ({len(todo)} of {len(configs)} to train)",
+               disable=not progress or not todo)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(root, configs, bar, stop), daemon=True)
+    watcher.start()
+    try:
+        nodes = _run_jobs(jobs, root, backend, device, ray_address, workers)
+    finally:
+        stop.set()
+        watcher.join()
+        bar.n = sum(min(_steps_done(root / c.name), c.steps) for c in configs)
+        bar.close()
+    saved_nodes = read_json(root / "nodes.json") if (root / "nodes.json").exists() else {}
+    atomic_write_json(root / "nodes.json", {**saved_nodes, **nodes})
+    write_results(root, spec)
+    return root
+
+
+def _run_jobs(jobs: list[list[RunConfig]], root: Path, backend: str, device: str | None, ray_address: str | None,
+              workers: int) -> dict[str, str]:
+    """Train the jobs: in this process, in ``workers`` processes, or as Ray tasks spread over the
+    cluster's nodes. Returns {member: node it trained on}."""
+    nodes: dict[str, str] = {}
     if backend == "ray":
         try:
             import ray
@@ -154,17 +242,21 @@ def run_sweep(spec: SweepSpec, runs_dir=None, max_ensemble: int = 32, backend: s
             raise ConfigError("--backend ray needs Ray: pip install 'grokinterp[ray]'") from None
         if not ray.is_initialized():
             ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(_train_group)
-        ray.get([remote.remote(m, str(root), r, device) for m, r in jobs])
-    elif backend == "local":
-        from tqdm.auto import tqdm
+        remote = ray.remote(_train_job).options(scheduling_strategy="SPREAD")
+        results = ray.get([remote.remote(j, str(root), device) for j in jobs])
+    elif workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
 
-        for members, resume in tqdm(jobs, desc=f"sweep {spec.name}", unit="ensemble", disable=not progress):
-            _train_group(members, str(root), resume, device)
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_train_job, jobs, [str(root)] * len(jobs), [device] * len(jobs), [threads] * len(jobs)))
     else:
-        raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
-    write_results(root, spec)
-    return root
+        results = [_train_job(j, str(root), device) for j in jobs]
+    for members, node in results:
+        nodes.update(dict.fromkeys(members, node))
+    return nodes
 
 
 def _clear(run_dir: Path) -> None:
@@ -200,26 +292,81 @@ def write_results(root: Path, spec: SweepSpec) -> list[dict]:
     return rows
 
 
-def median_steps_to_generalise(rows: list[dict], by: str = "task") -> dict[str, tuple[list[float], list[float]]]:
-    """{group: (fractions, median steps until 99% test accuracy)}; a fraction whose median run never
-    got there is left out (Power et al. Fig. 1 centre)."""
-    out: dict[str, tuple[list[float], list[float]]] = {}
-    for key in sorted({r[by] for r in rows}):
-        fr, med = [], []
-        for f in sorted({r["frac"] for r in rows}):
-            sel = [r for r in rows if r["frac"] == f and r[by] == key]
-            steps = np.array([np.inf if r["grokked_step"] is None else r["grokked_step"] for r in sel], dtype=float)
-            if len(steps) and np.isfinite(np.median(steps)):
-                fr.append(f)
-                med.append(float(np.median(steps)))
-        out[key] = (fr, med)
+REGULARISER_FIELDS = ("optimizer", "wd", "batch")  # all named by the variant column, where there is one
+
+
+def varied_settings(rows: list[dict]) -> list[str]:
+    """The result columns besides fraction and seed that take more than one value in ``rows``: the
+    task and the regulariser ('variant', which names wd, optimiser, batch and the rest; results
+    tables older than that column give wd, optimizer and batch instead)."""
+    fields = ("task", "variant") if rows and "variant" in rows[0] else ("task", *REGULARISER_FIELDS)
+    return [f for f in fields if len({str(r[f]) for r in rows}) > 1]
+
+
+def _setting_label(row: dict, fields: list[str]) -> str:
+    shown = {"wd": lambda v: f"wd={float(v):g}", "batch": lambda v: "full batch" if v in ("full", None, "") else f"batch {v}"}
+    return ", ".join(shown.get(f, str)(row[f]) for f in fields) or str(row["task"])
+
+
+@dataclass
+class FractionCurve:
+    """One setting of a sweep across training fractions (all lists of length F, fractions ascending).
+
+    ``values``: the statistic per fraction, None where it is not reached; ``reached``: runs that got
+    to 99% validation accuracy within the budget; ``runs``: runs (seeds) at that fraction;
+    ``budget``: the most steps any of these runs trained."""
+
+    fracs: list[float]
+    values: list[float | None]
+    reached: list[int]
+    runs: list[int]
+    budget: int
+
+
+def _curves(rows: list[dict], statistic) -> dict[str, FractionCurve]:
+    fields = varied_settings(rows)
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(_setting_label(r, fields), []).append(r)
+    out = {}
+    for label in sorted(groups):
+        sel = groups[label]
+        fracs = sorted({float(r["frac"]) for r in sel})
+        at = [[r for r in sel if float(r["frac"]) == f] for f in fracs]
+        out[label] = FractionCurve(fracs, [statistic(a) for a in at], [sum(_grokked(r) is not None for r in a) for a in at],
+                                   [len(a) for a in at], max(int(r["steps"]) for r in sel))
     return out
 
 
-def best_accuracy(rows: list[dict], by: str = "task") -> dict[str, tuple[list[float], list[float]]]:
-    """{group: (fractions, mean over seeds of the best test accuracy within the budget)}."""
-    out: dict[str, tuple[list[float], list[float]]] = {}
-    for key in sorted({r[by] for r in rows}):
-        fracs = sorted({r["frac"] for r in rows if r[by] == key})
-        out[key] = (fracs, [float(np.mean([r["best_test_acc"] for r in rows if r[by] == key and r["frac"] == f])) for f in fracs])
-    return out
+def _grokked(row: dict) -> int | None:
+    g = row["grokked_step"]
+    return None if g in (None, "") else int(g)
+
+
+def _median_steps(rows: list[dict]) -> float | None:
+    steps = np.median([np.inf if _grokked(r) is None else _grokked(r) for r in rows])
+    return float(steps) if np.isfinite(steps) else None
+
+
+def median_steps_to_generalise(rows: list[dict]) -> dict[str, FractionCurve]:
+    """Power et al. Fig. 1 (centre): per setting (every varied column: task, regulariser) and
+    training fraction, the median over seeds of the steps until 99% validation accuracy, a run
+    that never got there counting as infinite. The median is None ("not reached") where half
+    the seeds or more did not get there within the budget."""
+    return _curves(rows, _median_steps)
+
+
+def best_accuracy(rows: list[dict]) -> dict[str, FractionCurve]:
+    """Power et al. Fig. 2: per setting (every varied column) and fraction, the mean over seeds of
+    the best validation accuracy within the budget."""
+    return _curves(rows, lambda a: float(np.mean([float(r["best_test_acc"]) for r in a])))
+
+
+def read_results(path: Path) -> list[dict]:
+    """The rows of a sweep's results.csv (as strings; the functions above accept them)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"task", "frac", "steps", "grokked_step", "best_test_acc"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"{path} is not a sweep's results.csv (no {', '.join(sorted(missing))} column)")
+        return list(reader)

@@ -1,11 +1,12 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from grokinterp.cli import main
 from grokinterp.config import ConfigError
-from grokinterp.sweep import SweepSpec, median_steps_to_generalise, run_sweep
+from grokinterp.sweep import SweepSpec, best_accuracy, median_steps_to_generalise, run_sweep
 
 GRID = ["--tasks", "add,sub", "--p", "11", "--fracs", "0.5,0.8", "--seeds", "0,1", "--model", "tiny-1l", "--lr", "1e-2",
         "--steps", "150", "--checkpoint-every", "10"]
@@ -23,8 +24,12 @@ def test_sweep_writes_results_and_figures(local_sweep):
     assert len(rows) == 8 and {r["task"] for r in rows} == {"add", "sub"}
     assert all(r["memorised_step"] for r in rows)  # every member memorised within the budget
     assert all(0 <= float(r["best_test_acc"]) <= 1 for r in rows)
-    for stem in ("sweep_fig1_steps_vs_fraction", "sweep_fig2_regularisers", "sweep_fig2_operations"):
-        assert (local_sweep / "grid" / "figures" / f"{stem}.html").exists()
+    figures = local_sweep / "grid" / "figures"
+    for stem in ("sweep_fig1_steps_vs_fraction", "sweep_fig2_operations"):  # only tasks vary: Fig. 2 per operation
+        assert (figures / f"{stem}.html").exists()
+    assert not (figures / "sweep_fig2_regularisers.html").exists()
+    nodes = json.loads((local_sweep / "grid" / "nodes.json").read_text())
+    assert sorted(nodes) == sorted(r["run"] for r in rows) and len(set(nodes.values())) == 1  # one machine
 
 
 def test_sweep_is_resumable_and_skips_finished_runs(local_sweep, capsys):
@@ -37,28 +42,80 @@ def test_sweep_is_resumable_and_skips_finished_runs(local_sweep, capsys):
     assert "another grid" in capsys.readouterr().err
 
 
-def test_median_steps_leave_out_fractions_that_never_generalise():
-    rows = [{"task": "add", "frac": f, "grokked_step": g, "optimizer": "adamw", "wd": 1.0, "batch": "full"}
-            for f, g in [(0.3, None), (0.3, None), (0.3, 500), (0.5, 100), (0.5, 300), (0.5, None)]]
-    assert median_steps_to_generalise(rows) == {"add": ([0.5], [300.0])}
+def _row(task, variant, frac, grokked, best, steps=3000):
+    wd, opt = (1.0, "adamw") if "wd=1" in variant else (0.0, "adamw")
+    return {"task": task, "variant": variant, "wd": wd, "optimizer": opt, "batch": "full", "frac": frac, "steps": steps,
+            "grokked_step": grokked, "best_test_acc": best}
 
 
-def test_ray_backend_matches_local(local_sweep, tmp_path):
-    import ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        spec = SweepSpec(name="grid", tasks=["add", "sub"], p=11, fracs=[0.5, 0.8], seeds=[0, 1], model="tiny-1l", lr=1e-2,
-                         steps=150, checkpoint_every=10)
-        root = run_sweep(spec, tmp_path, max_ensemble=4, backend="ray", progress=False)
-    finally:
-        ray.shutdown()
-    ours = list(csv.DictReader(open(root / "results.csv")))
-    local = list(csv.DictReader(open(local_sweep / "grid" / "results.csv")))
-    assert [r["run"] for r in ours] == [r["run"] for r in local]
-    for a, b in zip(ours, local):
-        assert a["memorised_step"] == b["memorised_step"] and a["grokked_step"] == b["grokked_step"]
-        assert float(a["best_test_acc"]) == pytest.approx(float(b["best_test_acc"]), abs=0.02)
-    assert json.loads((root / "sweep.json").read_text())["tasks"] == ["add", "sub"]
+def test_median_steps_group_by_every_varied_setting_and_mark_fractions_not_reached():
+    # weight decay 0 never generalises: grouped by task only (the old way) every median was infinite and Fig. 1 empty
+    rows = [_row("add", "adamw wd=0 full batch", f, None, 0.3) for f in (0.3, 0.5) for _ in range(3)]
+    rows += [_row("add", "adamw wd=1 full batch", f, g, 1.0) for f, g in [(0.3, None), (0.3, None), (0.3, 500),
+                                                                         (0.5, 100), (0.5, 300), (0.5, None)]]
+    curves = median_steps_to_generalise(rows)
+    assert list(curves) == ["adamw wd=0 full batch", "adamw wd=1 full batch"]
+    wd1, wd0 = curves["adamw wd=1 full batch"], curves["adamw wd=0 full batch"]
+    assert (wd1.fracs, wd1.values, wd1.reached, wd1.runs, wd1.budget) == ([0.3, 0.5], [None, 300.0], [1, 2], [3, 3], 3000)
+    assert wd0.values == [None, None] and wd0.reached == [0, 0]
+    # two seeds, one of which generalised: the median is not reached (half the seeds did not get there)
+    assert median_steps_to_generalise([_row("add", "v", 0.5, 200, 1.0), _row("add", "v", 0.5, None, 0.5)])["add"].values == [None]
+    # results.csv read back as strings give the same
+    text = [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
+    assert median_steps_to_generalise(text)["adamw wd=1 full batch"].values == [None, 300.0]
+
+
+def test_steps_figure_draws_every_fraction_and_marks_those_not_reached():
+    from grokinterp import figures as F
+
+    rows = [_row("add", "adamw wd=0 full batch", f, None, 0.3) for f in (0.3, 0.5)]
+    rows += [_row("add", "adamw wd=1 full batch", 0.3, None, 0.5), _row("add", "adamw wd=1 full batch", 0.5, 400, 1.0)]
+    fig = F.steps_vs_fraction(median_steps_to_generalise(rows), "t")
+    drawn = {}
+    for tr in fig.data:
+        if tr.legendgroup:
+            drawn.setdefault(tr.legendgroup, []).extend(zip(tr.x, tr.y))
+    assert sorted(x for x, _ in drawn["adamw wd=1 full batch"]) == [0.3, 0.5]  # every fraction is drawn
+    assert sorted(x for x, _ in drawn["adamw wd=0 full batch"]) == [0.3, 0.5]
+    reached = dict(drawn["adamw wd=1 full batch"])
+    assert reached[0.5] == 400 and reached[0.3] > 3000  # not reached: a marker above the budget line
+    assert all(y > 3000 for _, y in drawn["adamw wd=0 full batch"])
+    marks = [t for tr in fig.data if tr.text is not None for t in tr.text]
+    assert sorted(marks) == ["0/1", "0/1", "0/1"]
+
+
+def test_operations_and_regulariser_accuracy_are_split_by_every_varied_setting():
+    rows = [_row(task, v, 0.5, None, acc) for task, v, acc in [("add", "adamw wd=1 full batch", 1.0), ("add", "adamw wd=0 full batch", 0.2),
+                                                              ("sub", "adamw wd=1 full batch", 0.9), ("sub", "adamw wd=0 full batch", 0.1)]]
+    acc = {k: c.values for k, c in best_accuracy(rows).items()}
+    assert acc == {"add, adamw wd=0 full batch": [0.2], "add, adamw wd=1 full batch": [1.0],
+                   "sub, adamw wd=0 full batch": [0.1], "sub, adamw wd=1 full batch": [0.9]}  # not add 0.6, sub 0.5
+
+
+def test_figures_redrawn_from_a_results_csv(tmp_path, capsys):
+    rows = [_row("add", v, f, g, a) for v, f, g, a in [("adamw wd=0 full batch", 0.5, None, 0.4), ("adamw wd=1 full batch", 0.5, 900, 1.0)]]
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    assert main(["sweep", "--from-results", str(path), "--out", str(tmp_path / "figs"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sorted(Path(p).name for p in out["figures"] if p.endswith(".html")) == ["sweep_fig1_steps_vs_fraction.html",
+                                                                                "sweep_fig2_regularisers.html"]
+    assert main(["sweep", "--from-results", str(tmp_path / "figs" / "sweep_fig1_steps_vs_fraction.html"), "--out", str(tmp_path)]) == 2
+    assert "not a sweep's results.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs/path", ".hidden", "a" * 300])
+def test_sweep_name_is_validated_before_anything_is_written(tmp_path, capsys, name):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert main(["sweep", "--name", name, "--tasks", "add", "--p", "11", "--fracs", "0.5", "--seeds", "0", "--steps", "10",
+                 "--runs-dir", str(runs), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "sweep name" in err and "Traceback" not in err
+    assert list(tmp_path.rglob("*")) == [runs] and not Path("/abs/path").exists()
 
 
 def test_variants_cross_the_grid_and_label_the_regulariser_figure(tmp_path):
@@ -82,3 +139,65 @@ def test_variants_cross_the_grid_and_label_the_regulariser_figure(tmp_path):
         parse_variants("wd=lots")
     with pytest.raises(ConfigError, match="twice"):
         SweepSpec(name="dup", tasks=["add"], fracs=[0.5], variants=parse_variants("wd=0; wd=0,optimizer=adamw")).configs()
+
+
+def test_rerunning_a_sweep_resumes_a_member_killed_midway_with_one_bar_over_the_grid(local_sweep, tmp_path, capsys, request):
+    """What a killed process or Ray node leaves: a member whose resume state is at step 100 of 150."""
+    import shutil
+
+    import torch
+
+    from grokinterp.store import read_tensors
+    from grokinterp.training import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a sweep's worker process trains (and fast on a busy CPU)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+
+    spec = SweepSpec(name="grid", tasks=["add", "sub"], p=11, fracs=[0.5, 0.8], seeds=[0, 1], model="tiny-1l", lr=1e-2,
+                     steps=150, checkpoint_every=10)
+    configs, root = spec.configs(), tmp_path / "grid"
+    for c in configs[1:]:
+        shutil.copytree(local_sweep / "grid" / c.name, root / c.name)
+    train([configs[0].replace(steps=100)], runs_dir=root, progress=False)
+    killed = root / configs[0].name
+    early = (killed / "checkpoints" / "step_00000050.safetensors").stat().st_mtime_ns
+    run_sweep(spec, tmp_path, workers=1)
+    err = capsys.readouterr().err
+    assert "1150/1200" in err and "1200/1200" in err  # one bar over the grid's member-steps, the finished ones counted
+    assert (killed / "checkpoints" / "step_00000050.safetensors").stat().st_mtime_ns == early  # resumed, not retrained
+    ours = list(csv.DictReader(open(root / "results.csv")))
+    local = list(csv.DictReader(open(local_sweep / "grid" / "results.csv")))
+    assert ours[1:] == local[1:] and ours[0]["steps"] == "150"
+    assert ours[0]["memorised_step"] == local[0]["memorised_step"] and ours[0]["grokked_step"] == local[0]["grokked_step"]
+    a = read_tensors(killed / "checkpoints" / "step_00000150.safetensors")[0]
+    b = read_tensors(local_sweep / "grid" / configs[0].name / "checkpoints" / "step_00000150.safetensors")[0]
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
+
+
+def test_progress_bar_follows_member_checkpoints(tmp_path):
+    import threading
+    import time
+
+    from grokinterp.sweep import _watch
+
+    class Bar:
+        n = 0
+
+        def refresh(self):
+            pass
+
+    configs = SweepSpec(name="w", tasks=["add"], p=11, fracs=[0.5], seeds=[0, 1], steps=100).configs()
+    for c, last in zip(configs, (30, 100)):
+        (tmp_path / c.name).mkdir()
+        (tmp_path / c.name / "metrics.csv").write_text("step,train_loss\n" + "".join(f"{s},0.5\n" for s in range(0, last + 1, 10)))
+    bar, stop = Bar(), threading.Event()
+    t = threading.Thread(target=_watch, args=(tmp_path, configs, bar, stop, 0.01))
+    t.start()
+    time.sleep(0.2)
+    assert bar.n == 130
+    (tmp_path / configs[0].name / "metrics.csv").write_text("step,train_loss\n0,1\n40,1\n")
+    time.sleep(0.2)
+    stop.set()
+    t.join()
+    assert bar.n == 140
