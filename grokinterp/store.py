@@ -218,7 +218,15 @@ def read_tensors(path: Path, keys: list[str] | None = None) -> tuple[dict, dict]
             raise RunError(f"{path} is missing; retrain the run or pick a step that exists") from None
         except OSError as os_error:  # permission denied and the like: the caller's one-line OSError
             raise os_error from None
-        raise RunError(f"{path} is corrupt ({e}); delete it and resume or retrain the run") from None
+        raise RunError(f"{path} is corrupt ({e}); {_repair_hint(path)}") from None
+
+
+def _repair_hint(path: Path) -> str:
+    """What to do about a damaged file: shipped runs are restored from the repository, never deleted."""
+    run_dir = next((d for d in Path(path).parents if is_shipped(d)), None)
+    if run_dir is not None:
+        return f"it belongs to the shipped run {run_dir.name}: restore it with `git checkout -- checkpoints/{run_dir.name}`"
+    return "delete it and resume or retrain the run"
 
 
 def _check_step_label(path: Path, meta: dict) -> None:

@@ -71,8 +71,8 @@ def test_ensemble_member_equals_run_alone(tmp_path):
         gi.train(c, runs_dir=tmp_path / "alone", progress=False)
         ens, alone = (gi.load_run(c.name, tmp_path / d) for d in ("ens", "alone"))
         w1, w2 = ens.weights(), alone.weights()
-        for k in w1:
-            torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+        for k in w1:  # float32 sums in another order drift apart by a few 1e-5 over the run (torch 2.13 CPU: 4.3e-5)
+            torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(ens.metrics["test_loss"], alone.metrics["test_loss"], rtol=1e-4)
 
 
