@@ -264,7 +264,7 @@ def coset_scores_over_training(steps: np.ndarray, ratios: dict[str, np.ndarray],
     for name, y in ratios.items():
         fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines+markers", customdata=scores[name],
                                  hovertemplate="step %{x:,}<br>F %{y:.2f}<br>score %{customdata:.3f}"))
-    return fig
+    return style(fig)  # again: the log y axis is set after _fig styled the linear one
 
 
 def irrep_shares(names: list[str], shares: dict[str, np.ndarray], title: str = "Share explained per irreducible representation",

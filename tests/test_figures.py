@@ -9,6 +9,7 @@ import grokinterp.figures as F
 from grokinterp.analysis.fourier import basis_names
 from grokinterp.analysis.phases import Phases
 from grokinterp.analysis.progress import ProgressMeasures
+from grokinterp.sweep import best_accuracy, median_steps_to_generalise
 
 P = 13
 STEPS = np.array([0, 10, 100, 500, 1000, 2000, 4000])
@@ -21,11 +22,18 @@ def _metrics():
             "train_acc": np.linspace(0, 1, n), "test_acc": np.linspace(0, 0.5, n)}
 
 
+def _sweep_rows():
+    """Two seeds at two fractions: both reach 99% at 0.5, neither at 0.3 (drawn as 'not reached')."""
+    return [{"task": "add", "frac": f, "seed": s, "variant": "adamw wd=1 full batch", "steps": 4000,
+             "grokked_step": 1000 if f == 0.5 else None, "best_test_acc": 1.0 if f == 0.5 else 0.4} for f in (0.3, 0.5) for s in (0, 1)]
+
+
 def _progress():
     n, m = len(STEPS), _metrics()
     return ProgressMeasures(steps=STEPS, key_frequencies=[2, 5], train_loss=m["train_loss"], test_loss=m["test_loss"],
                             restricted_loss=np.geomspace(3, 1e-6, n), excluded_loss=np.linspace(1, 5, n),
                             gini_embedding=np.linspace(0, 0.8, n), gini_logit_map=np.linspace(0, 0.9, n),
+                            gini_embedding_per_frequency=np.linspace(0, 0.78, n), gini_logit_map_per_frequency=np.linspace(0, 0.88, n),
                             sum_squared_weights=np.linspace(3000, 900, n), train_acc=m["train_acc"], test_acc=m["test_acc"])
 
 
@@ -54,14 +62,15 @@ def all_figures() -> dict:
         "progress_panels": F.progress_panels(_progress(), PHASES),
         "tsne_modular": F.tsne_modular(RNG.random((P, 2)), 4),
         "tsne_group": F.tsne_group(RNG.random((6, 2)), np.array([0, 0, 1, 1, 2, 2]), list("abcdef"), "cosets"),
-        "coset_scores_over_training": F.coset_scores_over_training(STEPS, {"C2 (left)": np.linspace(0, 1, len(STEPS))}),
+        "coset_scores_over_training": F.coset_scores_over_training(STEPS, {"C2": np.linspace(1, 9, len(STEPS))},
+                                                                   {"C2": np.linspace(0, 1, len(STEPS))}),
         "irrep_shares": F.irrep_shares(irreps, {"W_E": np.array([0.1, 0.2, 0.7])}),
         "irrep_shares_over_training": F.irrep_shares_over_training(STEPS, irreps, RNG.random((len(STEPS), 3)), "irreps"),
         "loss_groups": F.loss_groups(_sequence_metrics(), "test_", "per digit"),
         "train_vs_test": F.train_vs_test({"finite data": _sequence_metrics(), "infinite data": _sequence_metrics()}, "both"),
         "induction_scores": F.induction_scores(_sequence_metrics(), "induction"),
-        "steps_vs_fraction": F.steps_vs_fraction({"add": ([0.3, 0.5], [4000, 1000])}, "Fig. 1"),
-        "accuracy_vs_fraction": F.accuracy_vs_fraction({"add": ([0.3, 0.5], [0.4, 1.0])}, "Fig. 2"),
+        "steps_vs_fraction": F.steps_vs_fraction(median_steps_to_generalise(_sweep_rows()), "Fig. 1"),
+        "accuracy_vs_fraction": F.accuracy_vs_fraction(best_accuracy(_sweep_rows()), "Fig. 2"),
         "census_bars": F.census_bars([{"grokked_step": 100, "irrep": "standard", "irrep_dominant": True, "best_class": "S4",
                                        "clusters_into_cosets": True},
                                       {"grokked_step": 200, "irrep": "dim5a", "irrep_dominant": False, "best_class": "D5",
