@@ -87,10 +87,10 @@ def test_isolated_frequency_and_combined_verdicts():
     assert al.combine({1: m("pizza"), 2: m("unclear")})[0] == "undetermined"
 
 
-def _tiny_weights(p=23):
-    task = Task("add", p)
-    w = {k: v[None] for k, v in init_params("tiny-1l", task.d_vocab, task.n, task.n_ctx, seed=3).items()}
-    return task, model_spec("tiny-1l"), w
+def _tiny_weights(p=23, model="tiny-1l"):
+    task = Task("add", p, op_token=model_spec(model).op_token)
+    w = {k: v[None] for k, v in init_params(model, task.d_vocab, task.n, task.n_ctx, seed=3).items()}
+    return task, model_spec(model), w
 
 
 def test_attention_rate_in_the_engine():
@@ -108,8 +108,9 @@ def test_attention_rate_in_the_engine():
         RunConfig(name="x", attention_rate=1.5)
 
 
-def test_model_logit_fn_matches_the_forward_and_separates_examples():
-    task, spec, w = _tiny_weights()
+@pytest.mark.parametrize("model", ["tiny-1l", "power-2l-post"])  # `x y =`; `x op y =` with 2 post-LN layers
+def test_model_logit_fn_matches_the_forward_and_separates_examples(model):
+    task, spec, w = _tiny_weights(p=23 if model == "tiny-1l" else 7, model=model)
     for rate in (1.0, 0.3):
         f = al.model_logit_fn(w, task, spec, rate)
         E = w["embed.W_E"][0, : task.p]
