@@ -125,7 +125,7 @@ def _train(args) -> int:
         "checkpoint_every": args.checkpoint_every, "optimizer": args.optimizer, "loss": args.loss,
         "grokfast_alpha": args.grokfast_alpha, "grokfast_lambda": args.grokfast_lambda,
         "checkpoint_dtype": args.checkpoint_dtype, "dropout": args.dropout, "update_noise": args.update_noise,
-        "weight_noise": args.weight_noise, "group": _group_flag(args),
+        "weight_noise": args.weight_noise, "group": _group_flag(args), "attention_rate": args.attention_rate,
     }.items() if v is not None}
     if args.full_batch:
         overrides["batch_size"] = None
@@ -408,8 +408,17 @@ def _sweep_figures(rows: list[dict], args, out: Path) -> list[str]:
     return [str(p) for p in F.save_figures(figs, out, quiet=args.json)]
 
 
+def cmd_algorithm(args) -> int:
+    from .algorithm_report import algorithm_report
+
+    if args.triples < 1:
+        raise UsageError(f"--triples must be positive, got {args.triples}")
+    return _report_command(args, algorithm_report(_open_run(args), args.step, args.triples, args.seed))
+
+
 COMMANDS = {"phases": cmd_phases, "sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,
-            "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps, "census": cmd_census}
+            "tsne": cmd_tsne, "cosets": cmd_cosets, "reps": cmd_reps, "census": cmd_census,
+            "algorithm": cmd_algorithm}
 
 
 def cmd_import(args) -> int:
@@ -469,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, help="residual dropout while training (Power et al. Fig. 2: 0.1)")
     p.add_argument("--update-noise", type=float, help="std of Gaussian noise added to the weights after each update")
     p.add_argument("--weight-noise", type=float, help="std of Gaussian noise on the weights of each forward pass (Power et al.: 0.01)")
+    p.add_argument("--attention-rate", type=float, help="alpha in [0, 1]: attention = alpha softmax + (1 - alpha) uniform "
+                   "(Zhong et al. 2023; default 1, 0 = constant attention)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a captured CUDA graph")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -593,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     p.add_argument("--out", help="folder for explore.html (default: <run>/figures, beside `grokinterp figures`)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
+
+    p = sub.add_parser("algorithm", help="clock or pizza (Zhong et al. 2023): gradient symmetricity and distance irrelevance per key frequency")
+    _add_run(p)
+    _add_output(p)
+    p.add_argument("--triples", type=int, default=2000, help="random (a, b, c) triples for gradient symmetricity (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the triples")
     return parser
 
 

@@ -49,6 +49,7 @@ class RunConfig:
     update_noise: float = 0.0  # std of Gaussian noise added to every weight after each update
     weight_noise: float = 0.0  # std of Gaussian noise added to the weights for each forward pass (Power et al.: 0.01)
     checkpoint_dtype: str = "float32"  # float32 | float16 (storage only)
+    attention_rate: float = 1.0  # alpha: attention = alpha * softmax + (1 - alpha) * uniform (Zhong et al. 2023); 1: standard
     weights_every: int | None = None  # weights only at multiples of this (and the first and last step); None: every checkpoint
     description: str = ""
 
@@ -79,6 +80,7 @@ class RunConfig:
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (self.update_noise >= 0 and self.weight_noise >= 0, "noise levels must be non-negative"),
             (self.weights_every is None or self.weights_every >= 1, f"weights_every must be positive, got {self.weights_every}"),
+            (0 <= self.attention_rate <= 1, f"attention rate must be in [0, 1], got {self.attention_rate}"),
             (self.batch_size is None or self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
         ]
         for ok, msg in checks:

@@ -12,6 +12,10 @@ the loss needs:
 
 With ``spec.post_ln`` (Power et al.'s code) each LayerNorm follows its residual add instead of
 preceding its sublayer, and there is no final LayerNorm.
+
+With ``attention_rate`` alpha (Zhong et al. 2023, "The Clock and the Pizza") every attention pattern is
+alpha * softmax(scores) + (1 - alpha) * uniform over the keys a query may see; alpha = 1 (or None) is
+the plain transformer, alpha = 0 constant attention.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def _project(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
 
 def forward(
     params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec, cache: dict | None = None,
-    dropout: Callable[[Tensor], Tensor] | None = None,
+    dropout: Callable[[Tensor], Tensor] | None = None, attention_rate: Float[Tensor, "E"] | None = None,
 ) -> Float[Tensor, "E batch d_vocab_out"]:
     """Logits at the final position for every example of every ensemble member.
 
@@ -61,6 +65,7 @@ def forward(
     ``"mlp_post"`` (E, batch, d_mlp), as ``blocks.{L-1}.mlp.hook_post[:, -1]`` would give.
     ``dropout`` (training only) is applied to every attention and MLP output before it is added to
     the residual stream (residual dropout, Power et al.); it maps (E, batch, pos, d_model) to itself.
+    ``attention_rate`` (E,): each member's alpha in [0, 1]; None computes no mixing at all.
     """
     E, B, T = tokens.shape
     ln = spec.normalization_type is not None
@@ -81,7 +86,10 @@ def forward(
         if not last:
             causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).triu(1)
             scores = scores.masked_fill(causal[:, :, None], float("-inf"))
-        z = (scores.softmax(3)[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
+        pattern = scores.softmax(3)
+        if attention_rate is not None:
+            pattern = mix_uniform_attention(pattern, attention_rate, causal=not last)
+        z = (pattern[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
         attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
         resid = resid[:, :, qpos] + (dropout(attn_out) if dropout else attn_out)
         if post_ln:
@@ -99,6 +107,19 @@ def forward(
     if pre_ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])
     return torch.einsum("ebm,emv->ebv", final, params["unembed.W_U"]) + params["unembed.b_U"][:, None]
+
+
+def mix_uniform_attention(pattern: Float[Tensor, "E B q k H"], rate: Float[Tensor, "E"], causal: bool) -> Tensor:
+    """alpha * pattern + (1 - alpha) * uniform attention over the visible keys (Zhong et al. 2023).
+
+    The uniform pattern gives each of the keys a query sees (all k; with ``causal``, keys <= the query)
+    the weight 1 / their number, so the result is still a distribution over keys.
+    """
+    q, k = pattern.shape[2], pattern.shape[3]
+    visible = torch.ones(q, k, device=pattern.device).tril(k - q) if causal else torch.ones(q, k, device=pattern.device)
+    uniform = (visible / visible.sum(1, keepdim=True))[:, :, None]  # (q, k, 1)
+    a = rate.to(pattern.dtype).reshape(-1, 1, 1, 1, 1)
+    return a * pattern + (1 - a) * uniform
 
 
 def stablemax_log_probs(logits: Tensor) -> Tensor:

@@ -175,6 +175,9 @@ class Run:
         """The checkpoint at ``step`` (default: the last) as a TransformerLens HookedTransformer."""
         import torch
 
+        if self.config.attention_rate != 1:
+            raise RunError(f"run {self.name} mixes uniform attention in (attention rate {self.config.attention_rate:g}), which "
+                           "HookedTransformer cannot express; use the weights and `grokinterp algorithm` instead")
         weights = self.weights(step)
         ht = self._empty_model(device)
         with torch.no_grad():

@@ -2,8 +2,8 @@
 
 ``train([cfg])`` trains one model; ``train([cfg1, cfg2, ...])`` trains an ensemble in one process
 (stacked parameters, one batched forward, per-model optimiser state, metrics and run directory).
-Members may differ in seed, split seed, data fraction, learning rate, weight decay and optimiser
-settings; they share the task, model, step budget and checkpoint schedule. A member trained in an
+Members may differ in seed, split seed, data fraction, learning rate, weight decay, optimiser
+settings and attention rate; they share the task, model, step budget and checkpoint schedule. A member trained in an
 ensemble equals the same run trained alone, to float tolerance.
 
 Resuming: at every checkpoint the weights and optimiser state go to ``state.safetensors``
@@ -242,20 +242,21 @@ def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, st
     batch = lambda step: _padded_batch([batch_indices(m.train_idx, m.batch_size, m.cfg.seed, step) for m in members], dev)  # noqa: E731
     noisy = any(m.cfg.noisy for m in members)
     noise = Noise([m.cfg for m in members], [m.batch_size for m in members], dev) if noisy else None
-    step_fn = TrainStep(stacked, trainable, opt, spec, inputs, labels, first.loss, *batch(start_step), noise=noise,
+    rate = attention_rates([m.cfg for m in members], dev)
+    step_fn = TrainStep(stacked, trainable, opt, spec, inputs, labels, first.loss, *batch(start_step), noise=noise, attention_rate=rate,
                         capture=(dev.type == "cuda" and not noisy) if capture is None else capture)
 
     ckpt_steps = set(first.checkpoint_steps())
     saver = _StateSaver(state_every_s)
     if not start_step:
-        _checkpoint(members, stacked, opt, 0, inputs, labels, train_mask, spec, first.loss, saver)
+        _checkpoint(members, stacked, opt, 0, inputs, labels, train_mask, spec, first.loss, saver, attention_rate=rate)
 
     bar = _progress(first.steps, start_step, E, progress)
     for step in range(start_step, first.steps):
         step_fn(None if full_batch else batch(step), step=step)
         if step + 1 in ckpt_steps:
             row = _checkpoint(members, stacked, opt, step + 1, inputs, labels, train_mask, spec, first.loss, saver,
-                              final=step + 1 == first.steps)
+                              final=step + 1 == first.steps, attention_rate=rate)
             if bar is not None:
                 bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}", refresh=False)
         if bar is not None:
@@ -263,6 +264,13 @@ def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, st
     if bar is not None:
         bar.close()
     return [m.run_dir for m in members]
+
+
+def attention_rates(configs: list[RunConfig], dev=None) -> torch.Tensor | None:
+    """Each member's attention rate alpha, shape (E,), or None when all are 1 (the plain transformer, computed as is)."""
+    if all(c.attention_rate == 1 for c in configs):
+        return None
+    return torch.tensor([c.attention_rate for c in configs], dtype=torch.float32, device=dev)
 
 
 def _optimizer(members: list[_Member], trainable: dict, task, dev) -> AdamW:
@@ -291,8 +299,9 @@ class TrainStep:
     """
 
     def __init__(self, params, trainable, opt: AdamW, spec, inputs, labels, loss: str, idx, weight, capture: bool = False,
-                 noise: Noise | None = None):
+                 noise: Noise | None = None, attention_rate: torch.Tensor | None = None):
         self.params, self.trainable, self.opt, self.spec = params, trainable, opt, spec
+        self.attention_rate = attention_rate
         self.inputs, self.labels, self.loss, self.noise = inputs, labels, loss, noise
         self.idx, self.weight = idx.clone(), weight.clone()
         if capture and noise is not None:
@@ -302,7 +311,8 @@ class TrainStep:
     def _eager(self) -> None:
         noise = self.noise
         params = self.params if noise is None else noise.noisy_weights(self.params, self.trainable)
-        logits = forward(params, self.inputs[self.idx], self.spec, dropout=noise.dropout if noise is not None and noise.dropout_on else None)
+        logits = forward(params, self.inputs[self.idx], self.spec, dropout=noise.dropout if noise is not None and noise.dropout_on else None,
+                         attention_rate=self.attention_rate)
         nll = per_example_loss(logits, self.labels[self.idx], self.loss)
         loss = ((nll * self.weight).sum(1) / self.weight.sum(1)).sum()
         for p in self.trainable.values():
@@ -374,13 +384,14 @@ def _padded_batch(index_lists: list[np.ndarray], dev) -> tuple[torch.Tensor, tor
 
 
 @torch.no_grad()
-def evaluate(stacked: dict, inputs, labels, train_mask, spec, loss: str = "ce", chunk: int = 16384) -> list[dict]:
+def evaluate(stacked: dict, inputs, labels, train_mask, spec, loss: str = "ce", chunk: int = 16384,
+             attention_rate: torch.Tensor | None = None) -> list[dict]:
     """Train/test loss (float64) and accuracy of every ensemble member on every pair."""
     E = train_mask.shape[0]
     nll, correct = [], []
     for s in range(0, len(labels), chunk):
         x = inputs[s : s + chunk].expand(E, -1, -1)
-        logits = forward(stacked, x, spec)
+        logits = forward(stacked, x, spec, attention_rate=attention_rate)
         y = labels[s : s + chunk].expand(E, -1)
         nll.append(per_example_loss(logits, y, loss))
         correct.append((logits.argmax(-1) == y).double())
@@ -393,10 +404,11 @@ def evaluate(stacked: dict, inputs, labels, train_mask, spec, loss: str = "ce", 
     return out
 
 
-def _checkpoint(members, stacked, opt, step, inputs, labels, train_mask, spec, loss, saver: _StateSaver, final: bool = False) -> dict:
+def _checkpoint(members, stacked, opt, step, inputs, labels, train_mask, spec, loss, saver: _StateSaver, final: bool = False,
+                attention_rate: torch.Tensor | None = None) -> dict:
     """Evaluate, then write checkpoint, metrics and (last, when the saver says so) the resume state of every member."""
     save_state = saver.due(final)
-    rows = evaluate(stacked, inputs, labels, train_mask, spec, loss)
+    rows = evaluate(stacked, inputs, labels, train_mask, spec, loss, attention_rate=attention_rate)
     diverged = [f"{m.cfg.name} ({row['train_loss']})" for m, row in zip(members, rows) if not math.isfinite(row["train_loss"])]
     if diverged:
         last = members[0].metrics[-1]["step"] if members[0].metrics else None

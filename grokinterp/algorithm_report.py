@@ -1,0 +1,103 @@
+"""``grokinterp algorithm``: clock or pizza (Zhong et al. 2023) for one checkpoint of an a + b mod p run.
+
+Composes the key frequencies (``analysis.fourier``), both measures per key frequency and for the
+whole model (``analysis.algorithm``), the verdict, and the paper's two diagnostic plots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from .analysis import algorithm as al
+from .models import model_spec
+from .report import Report, _fmt_freqs, _require_modular_grid
+from .runs import Run
+from .store import RunError
+
+MIN_ACCURACY = 0.9  # below this on the whole table the model does not compute a + b: no verdict
+
+
+def logit_vs_distance_figure(res: al.AlgorithmResult, p: int, title: str) -> go.Figure:
+    """Mean correct logit against (a - b) mod p, per isolated key frequency and for the whole model
+    (Zhong et al. Fig. 2/3: flat for a Clock, |cos(w(a-b)/2)|-shaped for a Pizza)."""
+    from .figures import COLORS, _fig
+
+    fig = _fig(title, xaxis_title="(a - b) mod p", yaxis_title="correct logit (mean over a + b)")
+    d = np.arange(p)
+    fig.add_trace(go.Scatter(x=d, y=res.overall.logit_by_distance, name="whole model", line=dict(color="black")))
+    for i, (k, m) in enumerate(res.per_frequency.items()):
+        fig.add_trace(go.Scatter(x=d, y=m.logit_by_distance, name=f"frequency {k} ({m.verdict})",
+                                 line=dict(color=COLORS[i % len(COLORS)])))
+    return fig
+
+
+def gradient_cosine_figure(res: al.AlgorithmResult, title: str) -> go.Figure:
+    """Histogram of cos(dQ/dE_a, dQ/dE_b) over the sampled triples (pizza: a spike at 1)."""
+    from .figures import COLORS, _fig
+
+    fig = _fig(title, xaxis_title="cosine of dQ_abc/dE_a and dQ_abc/dE_b", yaxis_title="triples", barmode="overlay")
+    bins = dict(start=-1, end=1.0001, size=0.02)
+    fig.add_trace(go.Histogram(x=res.overall.cosines, xbins=bins, name="whole model", marker_color="black", opacity=0.6))
+    for i, (k, m) in enumerate(res.per_frequency.items()):
+        fig.add_trace(go.Histogram(x=m.cosines, xbins=bins, name=f"frequency {k}", opacity=0.5,
+                                   marker_color=COLORS[i % len(COLORS)]))
+    fig.add_vline(x=al.SYMMETRIC_COSINE, line_dash="dot", annotation_text="0.99")
+    return fig
+
+
+def _measures_dict(m: al.AlgorithmMeasures) -> dict:
+    return {"gradient_symmetricity": m.gradient_symmetricity, "symmetric_share": m.symmetric_share,
+            "distance_irrelevance": m.distance_irrelevance, "verdict": m.verdict}
+
+
+def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, seed: int = 0) -> Report:
+    """Clock or pizza at one checkpoint: key frequencies, both measures per frequency, verdict, plots."""
+    from .analysis import fourier as fa
+    from .engine import forward
+
+    _require_modular_grid(run, "algorithm")
+    if run.task.name != "add":
+        raise RunError(f"`algorithm` tells clock from pizza on a + b mod p; run {run.name} is {run.task.formula}")
+    step = run.resolve_step(step)
+    p, spec, rate = run.task.p, model_spec(run.config.model), run.config.attention_rate
+    w = run.stacked_weights([step])
+    cache: dict = {}
+    with torch.no_grad():
+        logits = forward(w, run.task.all_inputs()[None], spec, cache, attention_rate=None if rate == 1 else torch.tensor([rate]))
+    accuracy = float((logits[0].argmax(-1) == run.task.all_labels()).double().mean())
+    if "mlp_post" in cache:
+        kf = fa.key_frequencies(w, cache["mlp_post"][0].reshape(p, p, -1), p)
+        keys = kf.from_neurons or kf.from_logit_map
+    else:
+        keys = []
+    f = al.model_logit_fn(w, run.task, spec, rate)
+    res = al.algorithm(f, w["embed.W_E"][0, :p], keys, n_triples, seed)
+    verdict, reason = res.verdict, res.reason
+    if accuracy < MIN_ACCURACY:
+        verdict, reason = "undetermined", f"accuracy {accuracy:.1%} on the table: the model does not compute a + b"
+    payload = {
+        "run": run.name, "step": step, "p": p, "attention_rate": rate, "accuracy": accuracy,
+        "key_frequencies": keys, "n_triples": n_triples, "seed": seed,
+        "overall": _measures_dict(res.overall),
+        "per_frequency": {str(k): _measures_dict(m) for k, m in res.per_frequency.items()},
+        "verdict": verdict, "reason": reason,
+        "thresholds": {"symmetric_cosine": al.SYMMETRIC_COSINE, "pizza_symmetricity": al.PIZZA_SYMMETRICITY,
+                       "pizza_distance_irrelevance": al.PIZZA_DISTANCE_IRRELEVANCE, "min_accuracy": MIN_ACCURACY},
+    }
+    row = lambda label, m: (f"  {label:<14} {m.gradient_symmetricity:>12.3f} {m.symmetric_share:>10.1%} "  # noqa: E731
+                            f"{m.distance_irrelevance:>12.3f}  {m.verdict}")
+    lines = [
+        f"{run.name} at step {step} ({run.task.formula}, attention rate {rate:g}, accuracy {accuracy:.1%}):",
+        f"  key frequencies: {_fmt_freqs(keys)}" + ("" if keys else " (no circles found: nothing to classify)"),
+        f"  {'':<14} {'grad. symm.':>12} {'cos > 0.99':>10} {'dist. irrel.':>12}  algorithm",
+        *[row(f"frequency {k}", m) for k, m in res.per_frequency.items()],
+        row("whole model", res.overall),
+        f"  verdict: {verdict} ({reason})",
+    ]
+    figs = {
+        "algorithm_logit_vs_distance": logit_vs_distance_figure(res, p, f"{run.name}: correct logit vs a - b (step {step})"),
+        "algorithm_gradient_cosines": gradient_cosine_figure(res, f"{run.name}: gradient cosines over {n_triples} triples"),
+    }
+    return Report(payload, lines, figs)

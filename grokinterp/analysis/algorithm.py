@@ -1,0 +1,156 @@
+"""Clock or pizza: which algorithm a model uses for a + b mod p (Zhong, Liu, Tegmark, Andreas 2023).
+
+The Clock (Nanda et al.) multiplies the rotations of a and b: the correct logit does not depend
+on a - b. The Pizza averages the embeddings first, E_a + E_b, then applies a nonlinearity: the
+logit of c is ~ |cos(w(a-b)/2)| cos(w(a+b-c)), so the correct logit depends on the distance a - b.
+The paper tells them apart with two measures, both computed here from a *logit function*
+``f(e_a, e_b) -> logits`` (e_a, e_b: (N, d) input embedding vectors of the two operands; logits
+(N, n)) and the operand embedding ``E`` (p, d), so that models and hand-built algorithms share one
+interface:
+
+- gradient symmetricity: over triples (a, b, c), the cosine similarity of dQ_abc/dE_a and
+  dQ_abc/dE_b (Q_abc: the logit of c on input (a, b)). The paper averages it (their code: 100
+  random triples); we give the mean and the share of triples above 0.99. Pizza ~1, Clock lower.
+- distance irrelevance: with q the correct logit arranged as q[(a+b) mod p, (a-b) mod p],
+  mean over d of std over s of q[s, d], divided by the std of all of q (their ``eval-main``
+  notebook). Clock ~1 (the correct logit does not follow a - b), Pizza low.
+
+Per key frequency k the measures are taken on the model with its operand embedding restricted
+to the constant and frequency-k Fourier components (the paper's "circle isolation").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..engine import forward
+from ..models import ModelSpec
+from ..tasks import Task
+from .fourier import fourier_basis
+
+LogitFn = Callable[[Tensor, Tensor], Tensor]  # (e_a (N, d), e_b (N, d)) -> logits (N, n)
+
+SYMMETRIC_COSINE = 0.99  # the paper's threshold on one triple's gradient cosine
+PIZZA_SYMMETRICITY = 0.95  # mean cosine at or above: pizza-like gradients (paper: pizzas ~0.99, clocks 0.3-0.8)
+PIZZA_DISTANCE_IRRELEVANCE = 0.5  # at or below: the correct logit follows a - b (paper: pizzas ~0.2, clocks 0.6-1)
+
+
+def model_logit_fn(weights: dict[str, Tensor], task: Task, spec: ModelSpec, attention_rate: float = 1.0) -> LogitFn:
+    """The logit function of ONE checkpoint (weights {name: (1, ...)}) with free operand embeddings.
+
+    Each example gets its own two vocabulary rows holding e_a and e_b (the other tokens, ``=`` and
+    the operator, keep theirs), so one engine forward and one backward give every example's
+    gradients with respect to its own operand embeddings.
+    """
+    n, pos_a, pos_b = task.n, 0, 2 if task.op_token else 1
+    tokens_template = task.all_inputs()[0]
+    extra = weights["embed.W_E"][0, n:]  # the non-operand tokens
+
+    def f(e_a: Tensor, e_b: Tensor) -> Tensor:
+        N = e_a.shape[0]
+        params = dict(weights)
+        params["embed.W_E"] = torch.cat([e_a.float(), e_b.float(), extra], 0)[None]
+        tokens = (tokens_template - n + 2 * N).repeat(N, 1)  # non-operand tokens after the 2N operand rows
+        tokens[:, pos_a], tokens[:, pos_b] = torch.arange(N), N + torch.arange(N)
+        rate = None if attention_rate == 1 else torch.tensor([attention_rate])
+        return forward(params, tokens[None], spec, attention_rate=rate)[0]
+
+    return f
+
+
+def isolate_frequency(E: Float[Tensor, "p d"], k: int) -> Float[Tensor, "p d"]:
+    """E with only its constant and frequency-k (cos k, sin k) components along the token axis."""
+    B = fourier_basis(E.shape[0])[[0, 2 * k - 1, 2 * k]]
+    return (B.T @ (B @ E.double())).to(E.dtype)
+
+
+def gradient_cosines(f: LogitFn, E: Float[Tensor, "p d"], n_triples: int = 2000, seed: int = 0) -> Float[Tensor, "n_triples"]:
+    """cos(dQ_abc/dE_a, dQ_abc/dE_b) for seeded random triples (a, b, c) in Z_p^3 (Zhong et al. Sec. 4)."""
+    p = E.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    a, b, c = torch.randint(0, p, (3, n_triples), generator=gen)
+    e_a, e_b = E[a].detach().clone().requires_grad_(True), E[b].detach().clone().requires_grad_(True)
+    q = f(e_a, e_b)
+    g_a, g_b = torch.autograd.grad(q.gather(1, c[:, None]).sum(), (e_a, e_b))  # examples are independent
+    return torch.nn.functional.cosine_similarity(g_a.double(), g_b.double(), dim=1, eps=1e-30)
+
+
+def correct_logits_by_sum_and_distance(f: LogitFn, E: Float[Tensor, "p d"]) -> Float[Tensor, "p p"]:
+    """q[s, d]: the logit of the correct answer s = (a+b) mod p on the input with (a-b) mod p = d."""
+    p = E.shape[0]
+    a, b = (x.reshape(-1) for x in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
+    with torch.no_grad():
+        logits = f(E[a], E[b]).double()
+    q = torch.empty(p, p, dtype=torch.float64)
+    q[(a + b) % p, (a - b) % p] = logits[torch.arange(len(a)), (a + b) % p]
+    return q
+
+
+def distance_irrelevance(q: Float[Tensor, "p p"]) -> float:
+    """mean_d std_s q[s, d] / std q (Zhong et al.; population std as numpy's). Clock ~1, Pizza low."""
+    return float(q.std(0, correction=0).mean() / q.std(correction=0).clamp_min(1e-30))
+
+
+@dataclass
+class AlgorithmMeasures:
+    """Both measures for one embedding (the whole model, or one isolated frequency)."""
+
+    gradient_symmetricity: float  # mean cosine over the triples (the paper's number)
+    symmetric_share: float  # share of triples with cosine > 0.99
+    distance_irrelevance: float
+    verdict: str  # clock | pizza | unclear
+    cosines: np.ndarray  # (n_triples,)
+    logit_by_distance: np.ndarray  # (p,): mean over s of q[s, d], the paper's "logit vs a - b"
+
+
+def classify(symmetricity: float, irrelevance: float) -> str:
+    """pizza: symmetric gradients and a distance-dependent correct logit; clock: the opposite; else unclear."""
+    if symmetricity >= PIZZA_SYMMETRICITY and irrelevance <= PIZZA_DISTANCE_IRRELEVANCE:
+        return "pizza"
+    if symmetricity < PIZZA_SYMMETRICITY and irrelevance > PIZZA_DISTANCE_IRRELEVANCE:
+        return "clock"
+    return "unclear"
+
+
+def measure(f: LogitFn, E: Float[Tensor, "p d"], n_triples: int = 2000, seed: int = 0) -> AlgorithmMeasures:
+    """Gradient symmetricity, its share above 0.99, distance irrelevance and the verdict for (f, E)."""
+    cos = gradient_cosines(f, E, n_triples, seed)
+    q = correct_logits_by_sum_and_distance(f, E)
+    sym, di = float(cos.mean()), distance_irrelevance(q)
+    return AlgorithmMeasures(sym, float((cos > SYMMETRIC_COSINE).double().mean()), di, classify(sym, di),
+                             cos.numpy(), q.mean(0).numpy())
+
+
+@dataclass
+class AlgorithmResult:
+    overall: AlgorithmMeasures  # the whole model
+    per_frequency: dict[int, AlgorithmMeasures]  # key frequency -> measures with only that circle kept
+    verdict: str  # clock | pizza | mixed | undetermined
+    reason: str
+
+
+def combine(per_frequency: dict[int, AlgorithmMeasures]) -> tuple[str, str]:
+    """clock / pizza when every key frequency says so, mixed when both occur, else undetermined."""
+    if not per_frequency:
+        return "undetermined", "no key frequencies"
+    kinds = {m.verdict for m in per_frequency.values()}
+    if kinds == {"clock"} or kinds == {"pizza"}:
+        return kinds.pop(), "every key frequency agrees"
+    if {"clock", "pizza"} <= kinds:
+        return "mixed", "clock and pizza circles side by side"
+    return "undetermined", "some key frequencies are neither clock nor pizza"
+
+
+def algorithm(f: LogitFn, E: Float[Tensor, "p d"], key_frequencies: list[int], n_triples: int = 2000,
+              seed: int = 0) -> AlgorithmResult:
+    """Measures of the whole model and of each key frequency's isolated circle, and the verdict."""
+    overall = measure(f, E, n_triples, seed)
+    per = {k: measure(f, isolate_frequency(E, k), n_triples, seed) for k in key_frequencies}
+    verdict, reason = combine(per)
+    return AlgorithmResult(overall, per, verdict, reason)
