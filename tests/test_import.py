@@ -107,6 +107,8 @@ def test_nanda_layout_imports_with_identical_analyses(tiny_run, sources, origina
     # the CLI analyses read it like any run
     code, text, _ = cli(capsys, "progress", "--run", "nanda", "--runs-dir", tmp_path, "--json", "--no-figures")
     assert code == 0 and as_json(json.loads(text)) == original["progress"]
+    code, _, err = cli(capsys, "explore", "--run", "nanda", "--runs-dir", tmp_path, "--out", tmp_path / "page", "--json")
+    assert code == 0 and (tmp_path / "page" / "explore.html").stat().st_size > 1_000_000, err  # plotly.js inside
 
 
 def test_a_wrong_conversion_shows_in_the_loss_check(tiny_run, sources, tmp_path, capsys):
