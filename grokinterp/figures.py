@@ -226,12 +226,13 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
 # ---- groups ----------------------------------------------------------------------------------
 
 
-def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output weights (x + y mod p)") -> go.Figure:
+def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output weights (x + y mod p)", *,
+                 run: str | None = None, step: int | None = None) -> go.Figure:
     """Power et al. Fig. 3 (right): points coloured by x mod k, lines from x to x + k. xy: (p, 2)."""
     from .analysis.tsne import modular_lines
 
     colour, segments = modular_lines(len(xy), k)
-    fig = _fig(title, width=700, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
+    fig = _fig(_title(title, run, step), width=700, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
     lx, ly = [], []
     for a, b in segments:
         lx += [xy[a, 0], xy[b, 0], None]
@@ -244,22 +245,28 @@ def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output w
     return fig
 
 
-def tsne_group(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str) -> go.Figure:
-    """Power et al. Fig. 3 (left): points coloured by the coset they belong to."""
-    fig = _fig(title, width=750, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
+def tsne_group(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str, *, subgroup: str = "H",
+               note: str | None = None, run: str | None = None, step: int | None = None) -> go.Figure:
+    """Power et al. Fig. 3 (left): points coloured by the coset of ``subgroup`` they belong to.
+
+    xy: (n, 2); labels: (n,) coset index 0..k-1, shown as "coset 1 of H" .. "coset k of H";
+    ``note`` (e.g. "up to conjugacy and side") goes under the legend's title.
+    """
+    fig = _fig(_title(title, run, step), width=750, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2",
+               legend_title_text=f"cosets of {subgroup}" + (f"<br><sup>{note}</sup>" if note else ""))
     palette = COLORS + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", marker=dict(size=9, color=palette[c % len(palette)]),
-                                 text=[names[i] for i in idx], hoverinfo="text", name=f"coset {c}"))
+                                 text=[names[i] for i in idx], hoverinfo="text", name=f"coset {c + 1} of {subgroup}"))
     return fig
 
 
 def coset_scores_over_training(steps: np.ndarray, ratios: dict[str, np.ndarray], scores: dict[str, np.ndarray],
-                               title: str = "Coset structure over training") -> go.Figure:
+                               title: str = "Coset structure over training", *, run: str | None = None) -> go.Figure:
     """The ranking quantity, the variance ratio F (1 = random), of the best partition of each subgroup
     class over checkpoints, log scale; the hover adds its score (0 = chance, 1 = collapsed cosets)."""
-    fig = _fig(title, xaxis_title="step", yaxis_title="variance ratio F (random: 1)", width=950)
+    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="variance ratio F (random: 1)", width=950)
     fig.update_yaxes(type="log")
     for name, y in ratios.items():
         fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines+markers", customdata=scores[name],
