@@ -266,8 +266,7 @@ def coset_scores_over_training(steps: np.ndarray, ratios: dict[str, np.ndarray],
                                title: str = "Coset structure over training", *, run: str | None = None) -> go.Figure:
     """The ranking quantity, the variance ratio F (1 = random), of the best partition of each subgroup
     class over checkpoints, log scale; the hover adds its score (0 = chance, 1 = collapsed cosets)."""
-    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="variance ratio F (random: 1)", width=950)
-    fig.update_yaxes(type="log")
+    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="variance ratio F (random: 1)", yaxis_type="log", width=950)
     for name, y in ratios.items():
         fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines+markers", customdata=scores[name],
                                  hovertemplate="step %{x:,}<br>F %{y:.2f}<br>score %{customdata:.3f}"))
