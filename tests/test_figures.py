@@ -82,7 +82,7 @@ def _axes(fig, letter):
 
 def test_every_public_figure_function_is_covered():
     public = {n for n, f in vars(F).items() if callable(f) and getattr(f, "__module__", "") == F.__name__
-              and not n.startswith("_") and n not in {"style", "add_phases", "save_figures", "write_html"}}
+              and not n.startswith("_") and n not in {"style", "log_ticks", "add_phases", "save_figures", "write_html"}}
     assert public <= set(FIGS), public - set(FIGS)
 
 
@@ -147,6 +147,18 @@ def test_tsne_legend_names_the_subgroup():
                        note="up to conjugacy and side")
     assert [t.name for t in fig.data] == ["coset 1 of S4", "coset 2 of S4", "coset 3 of S4"]
     assert "cosets of S4" in fig.layout.legend.title.text and "up to conjugacy and side" in fig.layout.legend.title.text
+
+
+@pytest.mark.parametrize("lo,hi,inside", [(0.8, 30, ["1", "2", "5", "10", "20"]), (1.12, 1.19, ["1.12", "1.14", "1.16", "1.18"])])
+def test_narrow_log_axes_label_their_ticks_with_their_values(lo, hi, inside):
+    """A variance ratio from 0.8 to 30 on a log axis: ticks 1, 2, 5, 10, 20 labelled as such (not 20 as "2",
+    not only "1"); a range within a factor of 5 gets even steps. Wide ranges keep the powers of ten."""
+    ratios = {"S4": np.geomspace(lo, hi, len(STEPS))}
+    axis = F.coset_scores_over_training(STEPS, ratios, {"S4": np.zeros(len(STEPS))}).layout.yaxis
+    assert axis.type == "log" and axis.tickmode == "array"
+    assert all(float(text.replace(",", "")) == pytest.approx(v) for v, text in zip(axis.tickvals, axis.ticktext))
+    assert [text for v, text in zip(axis.tickvals, axis.ticktext) if lo <= v <= hi] == inside
+    assert F.log_ticks([1e-7, 10]) == {} and F.log_ticks([2, 2]) == {}
 
 
 def test_phases_are_in_the_legend_once():
