@@ -51,6 +51,27 @@ def style(fig: go.Figure) -> go.Figure:
     return fig
 
 
+def log_ticks(values, decades: int = 3) -> dict:
+    """Axis settings for a log axis over ``values`` that spans at most ``decades``: ticks at 1, 2 and
+    5 x 10^k with plain labels (0.5, 2, 20), or, within a factor of 5, at even steps (1.12, 1.14).
+    Powers of ten alone would label one tick or none there, and plotly's minor log labels print 20
+    as "2". Wider spans and constant values: {} (the powers of ten of ``style``)."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v) or v.max() == v.min() or np.log10(v.max() / v.min()) > decades:
+        return {}
+    lo, hi = v.min(), v.max()
+    if hi / lo >= 5:
+        ticks = [m * 10.0**e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1) for m in (1, 2, 5)]
+        ticks = [t for t in ticks if lo / 5 <= t <= hi * 5]  # those past the data are cut by the axis range
+        return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:,g}" for t in ticks])
+    k = int(np.floor(np.log10(hi - lo)))  # the largest step of 1, 2, 5 x 10^j with at least 2 steps on the data
+    step = next(s for s in (5 * 10.0**k, 2 * 10.0**k, 10.0**k, 5 * 10.0 ** (k - 1)) if (hi - lo) / s >= 2)
+    digits = max(0, -int(np.floor(np.log10(step))))
+    ticks = [round(i * step, digits + 3) for i in range(max(1, int(np.floor(lo / step)) - 1), int(np.ceil(hi / step)) + 2)]
+    return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:,.{digits}f}" for t in ticks])
+
+
 def _title(title: str, run: str | None = None, step: int | None = None) -> str:
     """``title`` with a subtitle naming the run and the step where given."""
     where = ", ".join(([f"run {run}"] if run else []) + ([f"step {step:,}"] if step is not None else []))
@@ -226,12 +247,13 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
 # ---- groups ----------------------------------------------------------------------------------
 
 
-def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output weights (x + y mod p)") -> go.Figure:
+def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output weights (x + y mod p)", *,
+                 run: str | None = None, step: int | None = None) -> go.Figure:
     """Power et al. Fig. 3 (right): points coloured by x mod k, lines from x to x + k. xy: (p, 2)."""
     from .analysis.tsne import modular_lines
 
     colour, segments = modular_lines(len(xy), k)
-    fig = _fig(title, width=700, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
+    fig = _fig(_title(title, run, step), width=700, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
     lx, ly = [], []
     for a, b in segments:
         lx += [xy[a, 0], xy[b, 0], None]
@@ -244,27 +266,34 @@ def tsne_modular(xy: np.ndarray, k: int = 8, title: str = "t-SNE of the output w
     return fig
 
 
-def tsne_group(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str) -> go.Figure:
-    """Power et al. Fig. 3 (left): points coloured by the coset they belong to."""
-    fig = _fig(title, width=750, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2")
+def tsne_group(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str, *, subgroup: str | None = None,
+               note: str | None = None, run: str | None = None, step: int | None = None) -> go.Figure:
+    """Power et al. Fig. 3 (left): points coloured by the coset (of ``subgroup``, where named) they belong to.
+
+    xy: (n, 2); labels: (n,) coset index 0..k-1, shown as "coset 1 of H" .. "coset k of H";
+    ``note`` (e.g. "up to conjugacy and side") goes under the legend's title "cosets of H".
+    """
+    of = f" of {subgroup}" if subgroup else ""
+    fig = _fig(_title(title, run, step), width=750, height=650, xaxis_title="t-SNE 1", yaxis_title="t-SNE 2",
+               legend_title_text=f"cosets{of}" + (f"<br><sup>{note}</sup>" if note else ""))
     palette = COLORS + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", marker=dict(size=9, color=palette[c % len(palette)]),
-                                 text=[names[i] for i in idx], hoverinfo="text", name=f"coset {c}"))
+                                 text=[names[i] for i in idx], hoverinfo="text", name=f"coset {c + 1}{of}"))
     return fig
 
 
 def coset_scores_over_training(steps: np.ndarray, ratios: dict[str, np.ndarray], scores: dict[str, np.ndarray],
-                               title: str = "Coset structure over training") -> go.Figure:
+                               title: str = "Coset structure over training", *, run: str | None = None) -> go.Figure:
     """The ranking quantity, the variance ratio F (1 = random), of the best partition of each subgroup
     class over checkpoints, log scale; the hover adds its score (0 = chance, 1 = collapsed cosets)."""
-    fig = _fig(title, xaxis_title="step", yaxis_title="variance ratio F (random: 1)", width=950)
-    fig.update_yaxes(type="log")
+    fig = _fig(_title(title, run), xaxis_title="step", yaxis_title="variance ratio F (random: 1)", yaxis_type="log", width=950)
     for name, y in ratios.items():
         fig.add_trace(go.Scatter(x=steps, y=y, name=name, mode="lines+markers", customdata=scores[name],
                                  hovertemplate="step %{x:,}<br>F %{y:.2f}<br>score %{customdata:.3f}"))
-    return style(fig)  # again: the log y axis is set after _fig styled the linear one
+    fig.update_yaxes(**log_ticks(list(ratios.values())))
+    return fig
 
 
 def irrep_shares(names: list[str], shares: dict[str, np.ndarray], title: str = "Share explained per irreducible representation",

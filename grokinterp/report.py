@@ -96,12 +96,14 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     steps = np.array(run.steps)
     all_w = run.stacked_weights(names=["embed.W_E"])
     figs = {
-        "fourier_embedding": F.embedding_fourier_norms(emb_norms, names, f"Norms of W_E in the Fourier basis (step {step:,})"),
-        "fourier_logit_map": F.embedding_fourier_norms(wl_norms, names, f"Norms of W_L = W_out W_U in the Fourier basis (step {step:,})"),
+        "fourier_embedding": F.embedding_fourier_norms(emb_norms, names, "Norms of W_E in the Fourier basis", run=run.name, step=step),
+        "fourier_logit_map": F.embedding_fourier_norms(wl_norms, names, "Norms of W_L = W_out W_U in the Fourier basis",
+                                                       run=run.name, step=step),
         "fourier_spectrum_over_training": F.spectrum_over_training(
-            steps, fa.frequency_energy(fa.embedding_spectrum(all_w, p)).numpy(), "Embedding norm per frequency over training"),
-        "neuron_clusters": F.neuron_clusters(shares, kf.clusters, threshold),
-        "logits_fourier_2d": F.logit_fourier_2d(fa.logit_fourier_norms_2d(grid_logits).numpy(), names),
+            steps, fa.frequency_energy(fa.embedding_spectrum(all_w, p)).numpy(), "Embedding norm per frequency over training",
+            run=run.name),
+        "neuron_clusters": F.neuron_clusters(shares, kf.clusters, threshold, run=run.name, step=step),
+        "logits_fourier_2d": F.logit_fourier_2d(fa.logit_fourier_norms_2d(grid_logits).numpy(), names, run=run.name, step=step),
     }
     return Report(payload, lines, figs)
 
@@ -159,8 +161,8 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     metrics = {"step": m.steps, "train_loss": m.train_loss, "test_loss": m.test_loss,
                "train_acc": m.train_acc, "test_acc": m.test_acc}
     figs = {
-        "loss_curves": F.loss_curves(metrics, ph, f"{run.name}: train and test loss"),
-        "progress_measures": F.progress_panels(m, ph),
+        "loss_curves": F.loss_curves(metrics, ph, "Train and test loss", run=run.name),
+        "progress_measures": F.progress_panels(m, ph, run=run.name),
     }
     return Report(payload, lines, figs)
 
@@ -174,21 +176,35 @@ def _require_group(run: Run, what: str):
     return run.task.group
 
 
+def _irrep_labels(group) -> list[str]:
+    """``group.irrep_names``, for S_n with each irrep's partition beside it ('dim5a (3,2)')."""
+    from .groups import partition_name
+
+    parts = group.irrep_partitions
+    return [f"{n} {partition_name(lam)}" for n, lam in zip(group.irrep_names, parts)] if parts else list(group.irrep_names)
+
+
 def _class_label(group, part) -> str:
     h = group.subgroups[part.subgroup]
     return f"{h.name} (order {h.order}, class {h.class_id}, {group.n // h.order} cosets)"
 
 
-def _identified_label(group, cs, ident, names) -> str:
-    """The best partition as far as the data single it out (see ``analysis.cosets.identify_best``)."""
+def _identified_note(group, cs, ident, names) -> str:
+    """How far the data single out the best partition (see ``analysis.cosets.identify_best``)."""
     part = cs.partitions[ident.candidates[0]]
-    h = group.subgroups[part.subgroup]
-    label = _class_label(group, part)
     if len(ident.candidates) == 1:
-        return f"{label}, normal: one partition"
+        return "normal: one partition"
     if ident.identified:
-        return f"{label}: the {part.side} cosets of <{', '.join(names[g] for g in h.generators)}>"
-    return f"{label} up to conjugacy and side"
+        return f"the {part.side} cosets of <{', '.join(names[g] for g in group.subgroups[part.subgroup].generators)}>"
+    return "up to conjugacy and side"
+
+
+def _identified_label(group, cs, ident, names) -> str:
+    """The best partition's class, with ``_identified_note``."""
+    label, note = _class_label(group, cs.partitions[ident.candidates[0]]), _identified_note(group, cs, ident, names)
+    if len(ident.candidates) == 1:
+        return f"{label}, {note}"
+    return f"{label}: {note}" if ident.identified else f"{label} {note}"
 
 
 def _identification_line(group, cs, ident) -> str:
@@ -291,7 +307,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
                  + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)",
                  f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them)"]
-        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights<br><sup>{run.task.formula}, step {step:,}</sup>")
+        fig = F.tsne_modular(xy, k, f"t-SNE of the output weights ({run.task.formula})", run=run.name, step=step)
     else:
         group = run.task.group
         cs = coset_scores(X[None], group)
@@ -301,9 +317,9 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         payload["colour_by_identified"] = ident.identified
         lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
                  f"(variance ratio): {payload['colour_by']}", _identification_line(group, cs, ident)]
-        fig = F.tsne_group(xy, best.labels, run.task.element_names(),
-                           f"t-SNE of the output weights ({group.name}, step {step:,})"
-                           f"<br><sup>colour: cosets of {payload['colour_by']}</sup>")
+        fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name})",
+                           subgroup=group.subgroups[best.subgroup].name,
+                           note=_identified_note(group, cs, ident, run.task.element_names()), run=run.name, step=step)
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
@@ -400,7 +416,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
                            "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
     }
-    used = [n for n, s in zip(irreps, shares) if s > 0.1]
+    labels = _irrep_labels(group)
+    used = [n for n, s in zip(labels, shares) if s > 0.1]
     seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else "one run"
     if len(ident.candidates) == 1 or not distinct:
         which = ""
@@ -427,8 +444,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "  top class by F per checkpoint: " + _runs_text(steps.tolist(), payload["best_subgroup_over_training"]),
         "  " + _grokking_text(grok),
         f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
-        + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(irreps, fixed)),
-        f"  {matrix} is {shares[top_irrep]:.0%} in {irreps[top_irrep]}, whose vectors have the stabilisers (largest first) "
+        + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(labels, fixed)),
+        f"  {matrix} is {shares[top_irrep]:.0%} in {labels[top_irrep]}, whose vectors have the stabilisers (largest first) "
         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
         + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them",
         f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (built from the columns H fixes "
@@ -441,7 +458,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     cids = [group.subgroups[cs.partitions[i].subgroup].class_id for i in top]
     figs = {f"cosets_{matrix}_over_training": F.coset_scores_over_training(
         steps, {label(i): ratios_by_class[c] for i, c in zip(top, cids)}, {label(i): scores_by_class[c] for i, c in zip(top, cids)},
-        f"Coset structure of {matrix} over training: the top {len(top)} subgroup classes at the end, by variance ratio")}
+        f"Coset structure of {matrix}: the top {len(top)} subgroup classes at the end", run=run.name)}
     return Report(payload, lines, figs)
 
 
@@ -450,12 +467,13 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     from . import figures as F
     from .analysis.batched import logits_and_neurons
     from .analysis.representations import irrep_column_ranks, irrep_shares, logit_irrep_cosines
+    from .groups import partition_name
 
     group = _require_group(run, "reps")
     step = run.resolve_step(step)
     spec = model_spec(run.config.model)
     w = run.stacked_weights([step])
-    names = group.irrep_names
+    names, labels = group.irrep_names, _irrep_labels(group)
     E, U = w["embed.W_E"][:, : group.n], w["unembed.W_U"].transpose(1, 2)
     WE, WU = irrep_shares(E, group)[0].numpy(), irrep_shares(U, group)[0].numpy()
     cols_E, cols_U = irrep_column_ranks(E, group)[0].numpy(), irrep_column_ranks(U, group)[0].numpy()
@@ -468,16 +486,19 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     payload = {"run": run.name, "step": step, "irreps": names, "dims": group.character_table[:, 0].real.round().astype(int).tolist(),
                "share_W_E": WE.tolist(), "share_W_U": WU.tolist(), "logit_cosine": cos.tolist(),
                "logit_share": logit_share.tolist(), "logit_share_top2": float(logit_share[top].sum()),
-               "columns_used_W_E": cols_E.tolist(), "columns_used_W_U": cols_U.tolist()}
-    lines = [f"{run.name} at step {step:,}: share explained per irrep (dimension; columns of rho(g) used)"]
-    lines += [f"  {n:<16} d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
-              for n, d, a, b, c, ce, cu in zip(names, payload["dims"], WE, WU, cos, cols_E, cols_U)]
-    carriers = [names[i] for i in top if logit_share[i] >= 0.01] or [names[top[0]]]
-    lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance "
-                 "(Chughtai et al.'s model: sign + standard, about 85%)")
+               "columns_used_W_E": cols_E.tolist(), "columns_used_W_U": cols_U.tolist(),
+               "irrep_partitions": None if group.irrep_partitions is None else [partition_name(lam) for lam in group.irrep_partitions]}
+    width = max(map(len, labels))
+    lines = [f"{run.name} at step {step:,}: share explained per irrep of {group.name} (dimension; columns of rho(g) used)"]
+    lines += [f"  {n:<{width}}  d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
+              for n, d, a, b, c, ce, cu in zip(labels, payload["dims"], WE, WU, cos, cols_E, cols_U)]
+    carriers = [labels[i] for i in top if logit_share[i] >= 0.01] or [labels[top[0]]]
+    paper = " (Chughtai et al.'s S5 model: sign + standard, about 85%)" if group.is_symmetric and group.degree == 5 else ""
+    lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance{paper}")
     figs = {
-        "irreps_shares": F.irrep_shares(names, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}),
-        "irreps_W_U_over_training": F.irrep_shares_over_training(steps, names, over, "Irrep shares of W_U over training"),
+        "irreps_shares": F.irrep_shares(labels, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}, run=run.name, step=step),
+        "irreps_W_U_over_training": F.irrep_shares_over_training(steps, labels, over, "Irrep shares of W_U over training",
+                                                                 run=run.name),
     }
     return Report(payload, lines, figs)
 
@@ -495,8 +516,8 @@ def training_report(run: Run) -> Report:
     lines = [f"{run.name}: train acc >= 99% first logged at step {_fmt_step(memorised)}; final train {m['train_acc'][-1]:.3f}, "
              f"test {m['test_acc'][-1]:.3f}",
              f"  {_grokking_text(grok)}"]
-    figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"{run.name}: train and validation accuracy ({run.task.formula})"),
-            "power_fig4_validation_loss": F.validation_loss(m, f"{run.name}: validation loss ({run.task.formula})")}
+    figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"Train and validation accuracy ({run.task.formula})", run=run.name),
+            "power_fig4_validation_loss": F.validation_loss(m, f"Validation loss ({run.task.formula})", run=run.name)}
     return Report(payload, lines, figs)
 
 
@@ -544,6 +565,21 @@ def _final_offset_profile(run_dir) -> np.ndarray:
     return induction_profile(task, model, task.sample(np.random.default_rng([cfg.seed, 4]), 256))
 
 
+def _sequence_data(cfg: dict) -> str:
+    return "infinite data" if cfg["n_train"] is None else f"{cfg['n_train']} training sequences"
+
+
+def _sequence_labels(cfg: dict, other: dict, names: tuple[str, str]) -> tuple[str, str]:
+    """Panel titles for two sequence runs side by side: task, model and data size; where those agree,
+    the settings that differ (weight decay, ...); the run folders' names only for equal settings."""
+    label = lambda c: f"{c['task']} on {c['model']}, {_sequence_data(c)}"  # noqa: E731
+    a, b = label(cfg), label(other)
+    if a == b:
+        keys = [k for k in ("wd", "lr", "batch_size", "steps", "seed") if cfg.get(k) != other.get(k)]
+        a, b = (label(c) + "".join(f", {k} {c.get(k)}" for k in keys) for c in (cfg, other))
+    return (a, b) if a != b else (f"{a} ({names[0]})", f"{b} ({names[1]})")
+
+
 CIRCUIT_THRESHOLD = 0.3  # attention share at one offset; chance is ~1/context length
 
 
@@ -557,13 +593,15 @@ def phases_report(run_dir, compare=None) -> Report:
         rows = read_metrics(d / "metrics.csv", fields=None)
         return read_json(d / "config.json"), {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
-    record, m = load(run_dir)
-    if record.get("kind") != "sequence":
-        raise RunError(f"run {run_dir.name} is not a sequence run; for modular runs use `grokinterp progress`")
+    loaded = {d: load(d) for d in (run_dir, compare) if d is not None}
+    for d, (r, _) in loaded.items():
+        if r.get("kind") != "sequence":
+            raise RunError(f"run {d.name} is not a sequence run; for modular runs use `grokinterp progress`")
+    record, m = loaded[run_dir]
     cfg = record["config"]
     test_pc, train_pc = phase_changes(m, "test_"), phase_changes(m, "train_")
     formed = induction_formation_step(m)
-    data = "infinite data" if cfg["n_train"] is None else f"{cfg['n_train']} training sequences"
+    data = _sequence_data(cfg)
     payload = {"run": run_dir.name, "task": cfg["task"], "model": cfg["model"], "data": data,
                "test_phase_changes": test_pc, "train_phase_changes": train_pc,
                "distinct_test_phase_changes": distinct_steps(list(test_pc.values())), "induction_formed_step": formed,
@@ -592,6 +630,7 @@ def phases_report(run_dir, compare=None) -> Report:
                          else f"  no induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) in the logged steps")
         figs["phases_induction_scores"] = F.induction_scores(m, f"{run_dir.name}: induction score per head (last layer)")
     if compare is not None:
-        _, m2 = load(compare)
-        figs["phases_train_vs_test"] = F.train_vs_test({run_dir.name: m, compare.name: m2}, "Train and test loss")
+        record2, m2 = loaded[compare]
+        a, b = _sequence_labels(cfg, record2["config"], (run_dir.name, compare.name))
+        figs["phases_train_vs_test"] = F.train_vs_test({a: m, b: m2}, "Train and test loss")
     return Report(payload, lines, figs)

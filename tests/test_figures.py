@@ -33,7 +33,7 @@ def _progress():
     return ProgressMeasures(steps=STEPS, key_frequencies=[2, 5], train_loss=m["train_loss"], test_loss=m["test_loss"],
                             restricted_loss=np.geomspace(3, 1e-6, n), excluded_loss=np.linspace(1, 5, n),
                             gini_embedding=np.linspace(0, 0.8, n), gini_logit_map=np.linspace(0, 0.9, n),
-                            gini_embedding_per_frequency=np.linspace(0, 0.78, n), gini_logit_map_per_frequency=np.linspace(0, 0.88, n),
+                            gini_embedding_per_frequency=np.linspace(0, 0.7, n), gini_logit_map_per_frequency=np.linspace(0, 0.8, n),
                             sum_squared_weights=np.linspace(3000, 900, n), train_acc=m["train_acc"], test_acc=m["test_acc"])
 
 
@@ -62,8 +62,8 @@ def all_figures() -> dict:
         "progress_panels": F.progress_panels(_progress(), PHASES),
         "tsne_modular": F.tsne_modular(RNG.random((P, 2)), 4),
         "tsne_group": F.tsne_group(RNG.random((6, 2)), np.array([0, 0, 1, 1, 2, 2]), list("abcdef"), "cosets"),
-        "coset_scores_over_training": F.coset_scores_over_training(STEPS, {"C2": np.linspace(1, 9, len(STEPS))},
-                                                                   {"C2": np.linspace(0, 1, len(STEPS))}),
+        "coset_scores_over_training": F.coset_scores_over_training(STEPS, {"C2": np.geomspace(1, 20, len(STEPS))},
+                                                                   {"C2": np.linspace(0, 0.5, len(STEPS))}),
         "irrep_shares": F.irrep_shares(irreps, {"W_E": np.array([0.1, 0.2, 0.7])}),
         "irrep_shares_over_training": F.irrep_shares_over_training(STEPS, irreps, RNG.random((len(STEPS), 3)), "irreps"),
         "loss_groups": F.loss_groups(_sequence_metrics(), "test_", "per digit"),
@@ -89,7 +89,7 @@ def _axes(fig, letter):
 
 def test_every_public_figure_function_is_covered():
     public = {n for n, f in vars(F).items() if callable(f) and getattr(f, "__module__", "") == F.__name__
-              and not n.startswith("_") and n not in {"style", "add_phases", "save_figures", "write_html"}}
+              and not n.startswith("_") and n not in {"style", "log_ticks", "add_phases", "save_figures", "write_html"}}
     assert public <= set(FIGS), public - set(FIGS)
 
 
@@ -136,14 +136,36 @@ def test_titles_name_the_run_and_step():
     with_step = [F.embedding_fourier_norms(RNG.random(P), names, run="r1", step=12000),
                  F.neuron_clusters(RNG.random((4, 6)), {2: [0, 1]}, 0.85, run="r1", step=12000),
                  F.logit_fourier_2d(RNG.random((P, P)), names, run="r1", step=12000),
-                 F.irrep_shares(["a"], {"W_U": np.ones(1)}, run="r1", step=12000)]
+                 F.irrep_shares(["a"], {"W_U": np.ones(1)}, run="r1", step=12000),
+                 F.tsne_modular(RNG.random((P, 2)), 4, run="r1", step=12000),
+                 F.tsne_group(RNG.random((6, 2)), np.array([0, 0, 1, 1, 2, 2]), list("abcdef"), "t", run="r1", step=12000)]
     with_run = [F.loss_curves(m, run="r1"), F.accuracy_curves(m, run="r1"), F.validation_loss(m, run="r1"),
                 F.spectrum_over_training(STEPS, np.ones((len(STEPS), 6)), "s", run="r1"),
                 F.progress_panels(_progress(), run="r1"),
-                F.irrep_shares_over_training(STEPS, ["a"], np.ones((len(STEPS), 1)), "i", run="r1")]
+                F.irrep_shares_over_training(STEPS, ["a"], np.ones((len(STEPS), 1)), "i", run="r1"),
+                F.coset_scores_over_training(STEPS, {"C2": np.ones(len(STEPS))}, {"C2": np.ones(len(STEPS))}, run="r1")]
     assert all("run r1, step 12,000" in f.layout.title.text for f in with_step)
     assert all("run r1" in f.layout.title.text for f in with_run)
     assert "run" not in F.loss_curves(m).layout.title.text
+
+
+def test_tsne_legend_names_the_subgroup():
+    fig = F.tsne_group(RNG.random((6, 2)), np.array([0, 0, 1, 1, 2, 2]), list("abcdef"), "t", subgroup="S4",
+                       note="up to conjugacy and side")
+    assert [t.name for t in fig.data] == ["coset 1 of S4", "coset 2 of S4", "coset 3 of S4"]
+    assert "cosets of S4" in fig.layout.legend.title.text and "up to conjugacy and side" in fig.layout.legend.title.text
+
+
+@pytest.mark.parametrize("lo,hi,inside", [(0.8, 30, ["1", "2", "5", "10", "20"]), (1.12, 1.19, ["1.12", "1.14", "1.16", "1.18"])])
+def test_narrow_log_axes_label_their_ticks_with_their_values(lo, hi, inside):
+    """A variance ratio from 0.8 to 30 on a log axis: ticks 1, 2, 5, 10, 20 labelled as such (not 20 as "2",
+    not only "1"); a range within a factor of 5 gets even steps. Wide ranges keep the powers of ten."""
+    ratios = {"S4": np.geomspace(lo, hi, len(STEPS))}
+    axis = F.coset_scores_over_training(STEPS, ratios, {"S4": np.zeros(len(STEPS))}).layout.yaxis
+    assert axis.type == "log" and axis.tickmode == "array"
+    assert all(float(text.replace(",", "")) == pytest.approx(v) for v, text in zip(axis.tickvals, axis.ticktext))
+    assert [text for v, text in zip(axis.tickvals, axis.ticktext) if lo <= v <= hi] == inside
+    assert F.log_ticks([1e-7, 10]) == {} and F.log_ticks([2, 2]) == {}
 
 
 def test_phases_are_in_the_legend_once():

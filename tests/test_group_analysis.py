@@ -287,3 +287,61 @@ def test_tsne_refuses_k_below_one(capsys, tiny_run):
     assert main(["tsne", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--k", "0", "--no-figures"]) == 2
     err = capsys.readouterr().err
     assert "--k must be at least 1" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- reports on any group: wording, irrep partitions, figure titles ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def group_reports(tmp_path_factory):
+    """The reports on runs of S4, D7 (reps, tsne, cosets, training) and S5 (reps), 4 steps of tiny-1l each."""
+    import grokinterp as gi
+    from grokinterp.cli import main
+    from grokinterp.report import cosets_report, reps_report, training_report, tsne_report
+
+    d = tmp_path_factory.mktemp("group_runs")
+    out = {}
+    for spec, reports in (("S4", (reps_report, tsne_report, cosets_report, training_report)),
+                          ("D7", (reps_report, tsne_report, cosets_report)), ("S5", (reps_report,))):
+        assert main(["train", "--group", spec, "--name", spec, "--model", "tiny-1l", "--steps", "4", "--checkpoint-every", "2",
+                     "--frac", "0.5", "--runs-dir", str(d), "--no-progress", "--device", "cpu"]) == 0
+        run = gi.load_run(spec, d)
+        out[spec] = {f.__name__.removesuffix("_report"): f(run) for f in reports} | {"run": run}
+    return out
+
+
+@pytest.mark.parametrize("spec", ["S4", "D7"])
+def test_group_reports_speak_of_their_own_group(group_reports, spec):
+    reps, tsne_rep = group_reports[spec]["reps"], group_reports[spec]["tsne"]
+    n = group_reports[spec]["run"].task.group.n
+    text = "\n".join(reps.lines + tsne_rep.lines)
+    assert f"t-SNE of the {n} output vectors" in text and "S5" not in text and "120" not in text
+    assert "Chughtai" not in text  # their ~85% is a number for S5 models only
+    fig = tsne_rep.figures["tsne_output_weights"]
+    h = tsne_rep.payload["colour_by"].split(" (")[0]  # the top-ranked subgroup, e.g. "D4"
+    assert f"({spec})" in fig.layout.title.text and all(t.name.endswith(f" of {h}") for t in fig.data)
+    assert [t.name for t in fig.data][:2] == [f"coset 1 of {h}", f"coset 2 of {h}"]
+
+
+def test_irreps_of_s_n_carry_their_partitions(group_reports):
+    reps = group_reports["S4"]["reps"]
+    assert reps.payload["irrep_partitions"] == ["(4)", "(1,1,1,1)", "(2,2)", "(3,1)", "(2,1,1)"]
+    assert reps.payload["irreps"] == group_reports["S4"]["run"].task.group.irrep_names  # names unchanged in --json
+    rows = reps.lines[1:6]
+    assert rows[2].split()[:2] == ["dim2a", "(2,2)"] and rows[3].split()[:2] == ["standard", "(3,1)"]
+    cosets = "\n".join(group_reports["S4"]["cosets"].lines)
+    assert "dim2a (2,2)" in cosets and "standard (3,1)" in cosets
+    d7 = group_reports["D7"]
+    assert d7["reps"].payload["irrep_partitions"] is None
+    assert "(" not in d7["reps"].lines[2].split("d=")[0] and "dim2a (" not in "\n".join(d7["cosets"].lines)
+    s5 = group_reports["S5"]["reps"]
+    assert "Chughtai et al.'s S5 model: sign + standard, about 85%" in s5.lines[-1]
+    assert any(line.split()[:2] == ["dim5a", "(3,2)"] for line in s5.lines)
+
+
+def test_every_group_figure_names_the_run_and_step(group_reports):
+    titles = {stem: fig.layout.title.text for name, rep in group_reports["S4"].items() if name != "run"
+              for stem, fig in rep.figures.items()}
+    assert len(titles) == 6 and all(t.count("run S4") == 1 for t in titles.values()), titles  # named once, in the subtitle
+    at_step = {"irreps_shares", "tsne_output_weights"}
+    assert all(("step 4" in t) == (stem in at_step) for stem, t in titles.items()), titles

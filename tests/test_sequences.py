@@ -98,6 +98,22 @@ def test_sequence_training_and_phases_command(tmp_path, capsys):
     assert main(["fourier", "--run", "repeat-1l", "--runs-dir", str(tmp_path)]) == 1  # a sequence run is not a table run
 
 
+def test_compared_runs_are_titled_by_their_settings_not_their_folders():
+    from dataclasses import asdict
+
+    from grokinterp.report import _sequence_labels
+    from grokinterp.sequence_training import SEQUENCE_PRESETS
+
+    add5, finite = asdict(SEQUENCE_PRESETS["add5"]), asdict(SEQUENCE_PRESETS["add5-finite"])
+    assert _sequence_labels(finite, add5, ("a5_n400", "a5_inf")) == ("add5 on add5-1l, 400 training sequences",
+                                                                     "add5 on add5-1l, infinite data")
+    wd0 = finite | {"wd": 0.0}
+    assert _sequence_labels(finite, wd0, ("a5_n500_wd1_b64", "a5_n500_wd0_b64")) == (
+        "add5 on add5-1l, 400 training sequences, wd 1.0", "add5 on add5-1l, 400 training sequences, wd 0.0")
+    a, b = _sequence_labels(finite, dict(finite), ("x", "y"))  # equal settings: only then the folders tell them apart
+    assert a != b and a.endswith("(x)")
+
+
 def test_full_batch_sequence_training_steps_on_the_whole_training_set(tmp_path, capsys):
     from grokinterp.models import build_model
     from grokinterp.sequence_training import SEQUENCE_PRESETS, load_sequence_model
