@@ -114,7 +114,7 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     from .analysis import fourier as fa
     from .analysis.batched import logits_and_neurons
     from .analysis.phases import detect_phases
-    from .analysis.progress import progress_measures
+    from .cache import progress_measures
 
     _require_modular_grid(run, "progress")
     p, spec = run.task.p, model_spec(run.config.model)
@@ -125,11 +125,10 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         _, acts = logits_and_neurons(w_last, run.task, spec)
         kf = fa.key_frequencies(w_last, acts[0].reshape(p, p, -1), p)
         key_freqs, why_none = kf.keys, kf.why_none
-    weights, train_mask = run.stacked_weights(steps), run.train_mask
     from tqdm.auto import tqdm
 
     with tqdm(total=len(steps), unit="checkpoint", desc="progress measures", disable=not progress) as bar:
-        m = progress_measures(weights, steps, run.task, spec, train_mask, key_freqs, progress=bar.update)
+        m = progress_measures(run, key_freqs, steps, progress=bar.update)  # cached per checkpoint
     ph = detect_phases(m.steps, m.train_acc, m.test_acc, m.sum_squared_weights)
     last = m.at(-1)
     grok = grokking_steps(run)
