@@ -360,7 +360,7 @@ def _split(task, train_idx, frac, split_seed) -> tuple[np.ndarray, str]:
         idx = np.unique(np.asarray(train_idx, dtype=np.int64))
         if not len(idx) or idx.min() < 0 or idx.max() >= len(task) or len(idx) == len(task):
             raise RunError(f"train indices must be pair indices in 0..{len(task) - 1} of {task.formula}, leaving a test set")
-        return idx, "train indices"
+        return idx, "train indices given (split_seed in the config unused)"
     if frac is None or split_seed is None:
         raise ConfigError("say which pairs were trained on: --frac F --split-seed S, or --train-indices FILE")
     return task.split(frac, split_seed)[0], f"frac {frac}, split seed {split_seed}"
@@ -386,7 +386,7 @@ def from_models(models_or_state_dicts, steps: list[int], task: str, p: int = 0, 
     t = probe.make_task()
     idx, split_note = _split(t, train_idx, frac, split_seed)
     steps = [int(s) for s in steps]
-    cfg = probe.replace(frac=len(idx) / len(t), split_seed=split_seed if split_seed is not None else -1,
+    cfg = probe.replace(frac=len(idx) / len(t), split_seed=split_seed if split_seed is not None else 0,
                         steps=max(max(steps), 1), checkpoint_every=int(max(1, min(np.diff(sorted(steps)), default=1))),
                         log_checkpoints=False, description=f"made in memory ({split_note})")
     weights, dropped = {}, False

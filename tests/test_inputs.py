@@ -37,20 +37,20 @@ def ckpt(d, step):
     return d / "checkpoints" / f"step_{step:08d}.safetensors"
 
 
-def _swap_labels(d):  # step 100's weights saved under the name of step 1000 (the metadata still says 100)
-    shutil.copy(ckpt(d, 100), ckpt(d, 1000))
+def _swap_labels(d):  # step 100's weights saved under the name of step 1500 (the metadata still says 100)
+    shutil.copy(ckpt(d, 100), ckpt(d, 1500))
 
 
 def _poison(d, value):
-    tensors = load_file(ckpt(d, 1000))
+    tensors = load_file(ckpt(d, 1500))
     tensors["unembed.W_U"][0, 0] = value
-    save_file(tensors, ckpt(d, 1000), metadata={"step": "1000"})
+    save_file(tensors, ckpt(d, 1500), metadata={"step": "1500"})
 
 
 def _integer_weights(d):
-    tensors = load_file(ckpt(d, 1000))
+    tensors = load_file(ckpt(d, 1500))
     tensors["embed.W_E"] = tensors["embed.W_E"].round().to(torch.int32)
-    save_file(tensors, ckpt(d, 1000), metadata={"step": "1000"})
+    save_file(tensors, ckpt(d, 1500), metadata={"step": "1500"})
 
 
 def _file_instead_of_folder(d):
@@ -75,16 +75,20 @@ def _deny_config(monkeypatch):
     _fail_on(monkeypatch, Path, "read_text", errno.EACCES, "config.json")
 
 
-def _read_only_figures(monkeypatch):
+def _figures_fail(monkeypatch, err):
+    """Writing a figure fails: one self-contained file (Figure.write_html) or a set sharing plotly.min.js (Path.write_text)."""
     import plotly.graph_objects as go
 
-    _fail_on(monkeypatch, go.Figure, "write_html", errno.EROFS)
+    _fail_on(monkeypatch, go.Figure, "write_html", err)
+    _fail_on(monkeypatch, Path, "write_text", err, "figures")
+
+
+def _read_only_figures(monkeypatch):
+    _figures_fail(monkeypatch, errno.EROFS)
 
 
 def _full_disk_figures(monkeypatch):
-    import plotly.graph_objects as go
-
-    _fail_on(monkeypatch, go.Figure, "write_html", errno.ENOSPC)
+    _figures_fail(monkeypatch, errno.ENOSPC)
 
 
 # (id, damage to the run copy d, monkeypatch setup, argv with {d} = the runs folder, exit code, text in the one error line)
@@ -107,9 +111,9 @@ CASES = [
     ("config.json is null", lambda d: (d / "config.json").write_text("null"), None,
      ["progress", "--run", "copy", "--runs-dir", "{d}"], 1, "config.json is corrupt"),
     ("mislabelled checkpoint", _swap_labels, None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
-     "holds the weights of step 100 (its metadata), not of step 1000"),
+     "holds the weights of step 100 (its metadata), not of step 1500"),
     ("mislabelled checkpoint: progress", _swap_labels, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
-     "step_00001000.safetensors holds the weights of step 100"),
+     "step_00001500.safetensors holds the weights of step 100"),
     ("NaN weight", lambda d: _poison(d, float("nan")), None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
      "tensor unembed.W_U holds NaN or infinite values"),
     ("inf weight", lambda d: _poison(d, float("inf")), None, ["tsne", "--run", "copy", "--runs-dir", "{d}", "--no-figures"], 1,
@@ -150,7 +154,7 @@ def test_one_broken_config_does_not_hide_the_other_runs(capsys, run_copy, conten
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(run_copy.parent), "--json")
     runs = {r["name"]: r for r in json.loads(out)["runs"]}
     assert code == 0 and "config.json is corrupt" in runs["copy"]["error"]
-    assert runs["good"]["steps_done"] == 1000 and "error" not in runs["good"]
+    assert runs["good"]["steps_done"] == 1500 and "error" not in runs["good"]
 
 
 def test_a_run_opens_by_path_by_plain_name_here_and_as_dot(capsys, monkeypatch, run_copy):
@@ -205,7 +209,7 @@ def test_real_permission_denied(run_copy):
     """safetensors reports an unreadable file as missing: the error must say what the OS says. And an
     unreadable run folder is listed by `runs` with the reason, beside the readable runs."""
     shutil.copytree(run_copy, run_copy.parent / "good")
-    ckpt(run_copy, 1000).chmod(0)
+    ckpt(run_copy, 1500).chmod(0)
     out = _as_a_user(["fourier", "--run", "copy", "--runs-dir", str(run_copy.parent), "--no-figures"])
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "Permission denied: " in out.stderr and "missing" not in out.stderr and "corrupt" not in out.stderr
@@ -215,4 +219,4 @@ def test_real_permission_denied(run_copy):
     finally:
         run_copy.chmod(0o755)  # so that pytest can remove it
     runs = {r["name"]: r for r in json.loads(out.stdout)["runs"]}
-    assert out.returncode == 0 and "Permission denied" in runs["copy"]["error"] and runs["good"]["steps_done"] == 1000
+    assert out.returncode == 0 and "Permission denied" in runs["copy"]["error"] and runs["good"]["steps_done"] == 1500
