@@ -46,7 +46,7 @@ def main(names: list[str]) -> int:
         try:
             seconds = regenerate(path)
         except CellExecutionError as e:
-            print(f"{path.name}: a cell failed, notebook not saved:\n{str(e).splitlines()[-1] if str(e) else e}")
+            print(f"{path.name}: a cell failed, notebook not saved:\n" + "\n".join(str(e).splitlines()[-12:]))
             return 1
         print(f"{path.name}: executed and saved in {seconds:.0f} s")
     return 0

@@ -66,7 +66,7 @@ def phases(run, compare=None, runs_dir=None):
     return phases_report(run.path, None if compare is None else _run(compare, runs_dir).path)
 
 
-def training(run, runs_dir=None):
+def training_curves(run, runs_dir=None):
     """Accuracy and validation loss over training, Power et al. Fig. 1 (left) and Fig. 4 (part of ``grokinterp figures``)."""
     from .report import training_report
 
