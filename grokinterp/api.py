@@ -64,3 +64,60 @@ def phases(run, compare=None, runs_dir=None):
     if run.kind != "sequence":
         raise RunError(f"run {run.name} is not a sequence run; for modular runs use gi.progress")
     return phases_report(run.path, None if compare is None else _run(compare, runs_dir).path)
+
+
+def training_curves(run, runs_dir=None):
+    """Accuracy and validation loss over training, Power et al. Fig. 1 (left) and Fig. 4 (part of ``grokinterp figures``)."""
+    from .report import training_report
+
+    return training_report(_run(run, runs_dir))
+
+
+def train_sequence(name: str, runs_dir=None, progress: bool = True, **changes) -> Run:
+    """Train a sequence preset (``add5``, ``repeat-2l``, ... as ``grokinterp train --run NAME``) and open it.
+
+    ``changes`` replace fields of the preset (``steps``, ``batch_size``, ``lr``, ``name``, ...; see
+    ``grokinterp.sequence_training.SequenceConfig``). Returns the run, ready for ``gi.phases``.
+    """
+    import dataclasses
+
+    from .config import ConfigError
+    from .sequence_training import SEQUENCE_PRESETS, train_sequence as _train_sequence
+
+    if name not in SEQUENCE_PRESETS:
+        raise ConfigError(f"unknown sequence preset {name!r}; choose one of: {', '.join(SEQUENCE_PRESETS)}")
+    cfg = dataclasses.replace(SEQUENCE_PRESETS[name], **changes)
+    command = f"gi.train_sequence({name!r}" + "".join(f", {k}={v!r}" for k, v in changes.items()) + ")"
+    return Run(_train_sequence(cfg, runs_dir, progress=progress, command=command))
+
+
+_show_note = False
+
+
+def show(fig, width: int | None = None, height: int | None = None) -> None:
+    """Show a plotly figure in Jupyter as a static PNG, which renders on GitHub and in any notebook viewer.
+
+    The PNG needs kaleido and Chrome/Chromium; where they are missing the interactive figure is shown
+    instead, with a one-line note (once per session).
+    """
+    global _show_note
+    import warnings
+
+    from IPython.display import Image, display
+
+    try:
+        import kaleido
+
+        if hasattr(kaleido, "start_sync_server"):  # one browser for every figure, not one per figure
+            kaleido.start_sync_server(silence_warnings=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            png = fig.to_image("png", width=width or fig.layout.width or 800, height=height or fig.layout.height or 500)
+    except Exception as e:  # no kaleido or no Chrome: the interactive figure still shows
+        if not _show_note:
+            _show_note = True
+            print(f"note: no static PNG ({type(e).__name__}); showing interactive figures. For PNGs install Chromium "
+                  "(apt-get install chromium) or run `plotly_get_chrome`.")
+        fig.show()
+        return
+    display(Image(png))
