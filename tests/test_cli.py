@@ -1,26 +1,14 @@
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from conftest import run_cli
 from grokinterp.cli import main
 
 
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    """A throw-away copy of the tiny run to damage."""
-    dst = tmp_path / "runs" / "copy"
-    shutil.copytree(tiny_run.path, dst)
-    return dst
 
 
 def digest(folder):

@@ -2,7 +2,6 @@
 
 import base64
 import contextlib
-import dataclasses
 import io
 import json
 import re

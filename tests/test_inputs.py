@@ -13,24 +13,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import grokinterp
-from grokinterp.cli import main
+from conftest import run_cli
 
 LONG_NAME = "x" * 300
 REPO = str(Path(grokinterp.__file__).resolve().parent.parent)  # this checkout, for subprocesses
 
 
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    """A throw-away copy of the tiny run, in its own runs folder, to damage."""
-    dst = tmp_path / "runs" / "copy"
-    shutil.copytree(tiny_run.path, dst)
-    return dst
 
 
 def ckpt(d, step):
