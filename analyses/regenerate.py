@@ -1,7 +1,7 @@
 """Execute the notebooks in analyses/ top to bottom and save them with their outputs.
 
     python analyses/regenerate.py                       # every notebook
-    python analyses/regenerate.py phase_changes.ipynb   # only these
+    python analyses/regenerate.py train_tiny23.ipynb    # only these
 
 The saved outputs are exactly what a run produces: each notebook runs in a fresh kernel with
 analyses/ as its working folder, and a notebook that raises is not saved (the command exits 1).
