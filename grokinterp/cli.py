@@ -290,11 +290,14 @@ def cmd_figures(args) -> int:
     from .report import all_reports, index_page
 
     run = _open_run(args)
-    reports = all_reports(run)
-    figs = {stem: fig for rep in reports.values() for stem, fig in rep.figures.items()}
-    written = _write_figures(args, run, figs)
     out = Path(args.out) if args.out else run.path / "figures"
+    from .figures import FigureWriter
+
+    with FigureWriter(out, png=not args.no_png, quiet=args.json, self_contained=args.self_contained) as writer:
+        reports = all_reports(run, on_report=lambda rep: writer.add(rep.figures))  # PNGs render meanwhile
+    written = [str(p) for p in writer.written]
     (out / "index.html").write_text(index_page(run, reports, written))
+    figs = {stem: fig for rep in reports.values() for stem, fig in rep.figures.items()}
     lines = [line for rep in reports.values() for line in rep.lines]
     lines.append(f"{len(figs)} figures ({len(written)} files) and index.html in {out}")
     _emit(args, {name: rep.payload for name, rep in reports.items()} | {"files": written}, lines)
@@ -526,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a summary")
     p.add_argument("--out", help="folder for figures (default: <run>/figures)")
     p.add_argument("--self-contained", action="store_true", help="put plotly.js in every HTML figure (default: one shared plotly.min.js)")
+    p.add_argument("--no-png", action="store_true", help="HTML only: skip the static PNGs (a few seconds faster)")
 
     p = sub.add_parser("export", help="copy a run with fewer, half-precision checkpoints (for shipping)")
     _add_run(p)

@@ -1,7 +1,7 @@
 """Plotly figures of the analyses, one function per figure, in a shared paper-style theme.
 
 Each function takes analysis results (numpy arrays, dataclasses) and returns a ``go.Figure``;
-``save_figures`` writes them as interactive HTML and, where a Chrome/Chromium is found, as PNG.
+``save_figures`` / ``FigureWriter`` write them as interactive HTML and, where a Chrome/Chromium is found, as PNG.
 """
 
 from __future__ import annotations
@@ -426,38 +426,90 @@ def write_html(fig: go.Figure, path: Path, self_contained: bool = True) -> None:
     path.write_text(fig.to_html(include_plotlyjs="directory").replace("</body>", _NO_PLOTLY + "</body>"), encoding="utf-8")
 
 
-def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False,
-                 self_contained: bool | None = None) -> list[Path]:
-    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``.
+class FigureWriter:
+    """Writes figures as they are made: each HTML at once (see ``write_html``), and, where Chrome is
+    found, each PNG on a background thread that keeps one Chromium open (kaleido's server), so the
+    rendering overlaps the analyses that make the next figures. ``close`` (or leaving the ``with``)
+    waits for the PNGs; ``written`` lists every file written.
 
-    ``self_contained`` (default: only when there is one figure): each HTML carries plotly.js and renders
-    anywhere offline; otherwise the set shares one ``plotly.min.js`` in ``out`` (see ``write_html``).
-    """
-    global _png_warned
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if self_contained is None:
-        self_contained = len(figs) == 1
-    written = []
-    for stem, fig in figs.items():
-        path = out / f"{stem}.html"
-        write_html(fig, path, self_contained)
-        written.append(path)
-    if png and figs:
+    ``self_contained`` False: the set shares one ``plotly.min.js`` in ``out``. Without a browser the
+    PNGs are skipped with one note per process (on stderr with ``quiet``)."""
+
+    def __init__(self, out: Path, png: bool = True, quiet: bool = False, self_contained: bool = False):
+        import queue
+        import threading
+
+        self.out, self.quiet, self.self_contained = Path(out), quiet, self_contained
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.written: list[Path] = []
+        self._pngs: queue.Queue | None = queue.Queue() if png else None
+        self._thread = threading.Thread(target=self._render, daemon=True) if png else None
+        self._failed: Exception | None = None
+
+    def __enter__(self) -> FigureWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, figs: dict[str, go.Figure]) -> None:
+        """Write ``<out>/<stem>.html`` for each figure now; queue its PNG."""
+        for stem, fig in figs.items():
+            path = self.out / f"{stem}.html"
+            write_html(fig, path, self.self_contained)
+            self.written.append(path)
+        if self._pngs is not None and figs:
+            self._pngs.put(dict(figs))
+            if self._thread.ident is None:  # the first PNGs start the thread
+                self._thread.start()
+
+    def close(self) -> list[Path]:
+        global _png_warned
+        if self._thread is not None and self._thread.ident is not None:
+            self._pngs.put(None)
+            self._thread.join()
+        self._thread = None
+        if self._failed is not None and not _png_warned:
+            _png_warned = True
+            print(f"note: PNG export skipped ({type(self._failed).__name__}); HTML written. For PNGs install Chromium "
+                  "(apt-get install chromium) or run `plotly_get_chrome`.", file=sys.stderr if self.quiet else sys.stdout)
+        return self.written
+
+    def _render(self) -> None:
+        import warnings
+
+        import kaleido
         import plotly.io as pio
 
-        pngs = [out / f"{stem}.png" for stem in figs]
-        try:
-            figures = list(figs.values())
-            pio.write_images(figures, pngs, width=[f.layout.width or 800 for f in figures],
-                             height=[f.layout.height or 500 for f in figures])
-            written += pngs
-        except Exception as e:  # no Chrome, or kaleido missing: HTML is still there
-            if not _png_warned:
-                _png_warned = True
-                print(f"note: PNG export skipped ({type(e).__name__}); HTML written. For PNGs install Chromium "
-                      "(apt-get install chromium) or run `plotly_get_chrome`.", file=sys.stderr if quiet else sys.stdout)
-    return written
+        server = False
+        while (figs := self._pngs.get()) is not None:
+            if self._failed is not None:
+                continue
+            try:
+                with warnings.catch_warnings():  # kaleido notes that options are ignored with a server
+                    warnings.simplefilter("ignore")
+                    if not server:
+                        kaleido.start_sync_server(silence_warnings=True)
+                        server = True
+                    pngs = [self.out / f"{stem}.png" for stem in figs]
+                    figures = list(figs.values())
+                    pio.write_images(figures, pngs, width=[f.layout.width or WIDTH for f in figures],
+                                     height=[f.layout.height or HEIGHT for f in figures])
+                self.written += pngs
+            except Exception as e:  # no Chrome, or kaleido missing: HTML is still there
+                self._failed = e
+        if server:
+            kaleido.stop_sync_server(silence_warnings=True)
+
+
+def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False,
+                 self_contained: bool | None = None) -> list[Path]:
+    """Write each figure as ``<out>/<stem>.html`` and, where Chrome is found, ``<stem>.png``
+    (``FigureWriter``). ``self_contained`` (default: only when there is one figure): each HTML carries
+    plotly.js and renders anywhere offline; otherwise the set shares one ``plotly.min.js`` in ``out``."""
+    with FigureWriter(out, png, quiet, len(figs) == 1 if self_contained is None else self_contained) as writer:
+        writer.add(figs)
+    return writer.written
 
 
 # ---- census of seeds -------------------------------------------------------------------------

@@ -523,14 +523,22 @@ def training_report(run: Run) -> Report:
     return Report(payload, lines, figs)
 
 
-def all_reports(run: Run) -> dict[str, Report]:
-    """Every report that applies to the run's task, for `grokinterp figures`."""
-    reports = {"training": training_report(run), "tsne": tsne_report(run)}
+def all_reports(run: Run, on_report=None) -> dict[str, Report]:
+    """Every report that applies to the run's task, for `grokinterp figures`. ``on_report(report)`` is
+    called as each is done (the figures writer renders its PNGs meanwhile); the slow progress report
+    comes second so its figures are not the last to render."""
+    makers = {"training": training_report, "tsne": tsne_report}
     if run.task.group is not None:
-        reports.update(cosets=cosets_report(run), reps=reps_report(run))
+        makers.update(cosets=cosets_report, reps=reps_report)
     elif run.task.is_modular and len(run.task) == run.task.p ** 2:
-        reports.update(fourier=fourier_report(run), progress=progress_report(run))
-    return reports
+        makers.update(fourier=fourier_report, progress=progress_report)
+    order = sorted(makers, key=lambda name: name not in ("training", "progress"))
+    done = {}
+    for name in order:
+        done[name] = makers[name](run)
+        if on_report is not None:
+            on_report(done[name])
+    return {name: done[name] for name in makers}
 
 
 def portable_command(command: str) -> str:

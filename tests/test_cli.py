@@ -2,6 +2,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,24 @@ def test_png_figures_are_written_when_a_browser_exists(capsys, tiny_run, tmp_pat
     assert code == 0 and "PNG export skipped" not in out
     png = tmp_path / "progress_measures.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_writes_every_figure_and_pngs_while_analysing(capsys, tiny_run, tmp_path):
+    """`figures` hands each report's figures to the writer as it is done (PNGs render on a thread
+    meanwhile): every figure has its HTML, and its PNG where a browser exists; --no-png writes none."""
+    from choreographer.browsers.chromium import Chromium
+
+    d = str(tiny_run.path.parent)
+    code, out, _ = run_cli(capsys, "figures", "--run", "tiny23", "--runs-dir", d, "--out", str(tmp_path / "all"), "--json")
+    files = [Path(f) for f in json.loads(out)["files"]]
+    stems = {f.stem for f in files if f.suffix == ".html"}
+    assert code == 0 and {"progress_measures", "tsne_output_weights", "loss_curves", "fourier_embedding"} <= stems
+    assert {p.stem for p in (tmp_path / "all").glob("*.html")} == stems | {"index"}
+    if Chromium.find_browser(skip_local=False) is not None:
+        assert {f.stem for f in files if f.suffix == ".png"} == {p.stem for p in (tmp_path / "all").glob("*.png")} == stems
+        assert all(p.read_bytes()[:4] == b"\x89PNG" for p in (tmp_path / "all").glob("*.png"))
+    code, _, _ = run_cli(capsys, "figures", "--run", "tiny23", "--runs-dir", d, "--out", str(tmp_path / "html"), "--no-png")
+    assert code == 0 and not list((tmp_path / "html").glob("*.png")) and len(list((tmp_path / "html").glob("*.html"))) == len(stems) + 1
 
 
 @pytest.mark.parametrize("argv,code,needle", [
