@@ -169,11 +169,18 @@ def constant_attention_run(tmp_path_factory):
 
 def test_analyses_of_an_alpha_0_run_agree_with_its_trainer(constant_attention_run):
     """Progress measures recompute the trainer's logged losses and accuracies at alpha = 0, to the 9 digits
-    of metrics.csv. Computed at alpha = 1 (the bug this guards against) they differ by 1e-4 and more."""
-    from grokinterp.analysis.progress import progress_measures
+    of metrics.csv. Computed at alpha = 1 (the bug this guards against) they differ by 1e-4 and more;
+    results cached under the key used before the rate was part of it are not reused."""
+    from dataclasses import fields
+
+    from grokinterp.analysis.progress import ProgressMeasures, progress_measures
+    from grokinterp.cache import ResultCache, checkpoint_hash
 
     run = constant_attention_run
-    m = gi.progress(run).payload["measures"]
+    stale = ResultCache(run, "progress", {"key_frequencies": [3]})
+    names = [f.name for f in fields(ProgressMeasures) if f.name not in ("steps", "key_frequencies")]
+    stale.save({checkpoint_hash(run.path, s): dict.fromkeys(names, 0.0) for s in run.steps})
+    m = gi.progress(run, key_freqs=[3]).payload["measures"]
     logged = run.metrics
     at = [int((logged["step"] == s).nonzero()[0][0]) for s in m["steps"]]
     assert len(at) == 8  # every checkpoint, 0 to 30
