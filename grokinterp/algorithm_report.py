@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
 from .analysis import algorithm as al
-from .models import model_spec
 from .report import Report, _fmt_freqs, _require_modular_grid
 from .runs import Run
 from .store import RunError
@@ -55,24 +53,23 @@ def _measures_dict(m: al.AlgorithmMeasures) -> dict:
 def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, seed: int = 0) -> Report:
     """Clock or pizza at one checkpoint: key frequencies, both measures per frequency, verdict, plots."""
     from .analysis import fourier as fa
-    from .engine import forward
+    from .analysis.batched import logits_and_neurons
 
     _require_modular_grid(run, "algorithm")
     if run.task.name != "add":
         raise RunError(f"`algorithm` tells clock from pizza on a + b mod p; run {run.name} is {run.task.formula}")
     step = run.resolve_step(step)
-    p, spec, rate = run.task.p, model_spec(run.config.model), run.config.attention_rate
+    p, spec = run.task.p, run.config.spec
+    rate = spec.attention_rate
     w = run.stacked_weights([step])
-    cache: dict = {}
-    with torch.no_grad():
-        logits = forward(w, run.task.all_inputs()[None], spec, cache, attention_rate=None if rate == 1 else torch.tensor([rate]))
+    logits, acts = logits_and_neurons(w, run.task, spec)
     accuracy = float((logits[0].argmax(-1) == run.task.all_labels()).double().mean())
-    if "mlp_post" in cache:
-        kf = fa.key_frequencies(w, cache["mlp_post"][0].reshape(p, p, -1), p)
+    if acts is not None:
+        kf = fa.key_frequencies(w, acts[0].reshape(p, p, -1), p)
         keys = kf.from_neurons or kf.from_logit_map
     else:
         keys = []
-    f = al.model_logit_fn(w, run.task, spec, rate)
+    f = al.model_logit_fn(w, run.task, spec)
     res = al.algorithm(f, w["embed.W_E"][0, :p], keys, n_triples, seed)
     verdict, reason = res.verdict, res.reason
     if accuracy < MIN_ACCURACY:

@@ -4,7 +4,8 @@ checkpoint's forward pass once.
 What a result is keyed by (any change makes it a miss, so a result is never stale):
 - the checkpoint file's content: SHA-256 of its bytes (not its name, size or time);
 - the run's config.json and split.json bytes, the analysis and its parameters (e.g. the key
-  frequencies) and ``VERSION`` (raised when an analysis changes its numbers): these name the file.
+  frequencies; the attention rate the forward used) and ``VERSION`` (raised when an analysis changes
+  its numbers): these name the file.
 
 Where: ``$GROKINTERP_CACHE/<run hash>/`` when that variable is set; else ``<run>/.cache/``; for
 the shipped reference runs (never written to) ``~/.cache/grokinterp/<run hash>/`` (or under
@@ -82,15 +83,15 @@ def progress_measures(run, key_freqs: list[int], steps: list[int] | None = None,
 
     from .analysis.progress import ProgressMeasures
     from .analysis.progress import progress_measures as compute
-    from .models import model_spec
     from .runs import InMemoryRun
 
     steps = run.steps if steps is None else [run.resolve_step(s) for s in steps]
-    args = (run.task, model_spec(run.config.model), run.train_mask, key_freqs)
+    spec = run.config.spec  # with the run's attention rate
+    args = (run.task, spec, run.train_mask, key_freqs)
     if isinstance(run, InMemoryRun):  # nothing on disk to key by
         return compute(run.stacked_weights(steps), steps, *args, progress=progress)
     names = [f.name for f in fields(ProgressMeasures) if f.name not in ("steps", "key_frequencies")]
-    cache = ResultCache(run, "progress", {"key_frequencies": [int(k) for k in key_freqs]})
+    cache = ResultCache(run, "progress", {"key_frequencies": [int(k) for k in key_freqs], "attention_rate": spec.attention_rate})
     hashes = [checkpoint_hash(run.path, s) for s in steps]
     rows = cache.load()
     missing = [i for i, h in enumerate(hashes) if not (h in rows and set(rows[h]) == set(names))]

@@ -347,11 +347,18 @@ def cmd_sweep(args) -> int:
         return 0
     if not args.name:
         raise UsageError("--name is required (or --from-results CSV to redraw a sweep's figures)")
-    floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
-    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
-    spec = SweepSpec(name=args.name, tasks=args.tasks.split(","), fracs=floats(args.fracs), seeds=ints(args.seeds), wds=floats(args.wds),
+
+    def numbers(text: str, kind, flag: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise UsageError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+    spec = SweepSpec(name=args.name, tasks=args.tasks.split(","), fracs=numbers(args.fracs, float, "--fracs"),
+                     seeds=numbers(args.seeds, int, "--seeds"), wds=numbers(args.wds, float, "--wds"),
                      optimizers=args.optimizers.split(","),
                      batch_sizes=[None if b == "full" else int(b) for b in args.batch_sizes.split(",")],
+                     attention_rates=numbers(args.attention_rates, float, "--attention-rates"),
                      p=args.p, model=args.model, lr=args.lr, steps=args.steps, checkpoint_every=args.checkpoint_every,
                      weights_every=args.weights_every, checkpoint_dtype=args.checkpoint_dtype,
                      variants=parse_variants(args.variants) if args.variants else [])
@@ -548,8 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wds", default="1", help="comma-separated weight decays")
     p.add_argument("--optimizers", default="adamw", help=f"comma-separated: {', '.join(OPTIMIZERS)}")
     p.add_argument("--batch-sizes", default="full", help="comma-separated batch sizes or 'full'")
+    p.add_argument("--attention-rates", default="1", help="comma-separated attention rates alpha in [0, 1] (Zhong et al. 2023; "
+                   "0: constant attention, 1: standard); trained together as one ensemble")
     p.add_argument("--variants", help="';'-separated regularisers crossed with the grid, each 'key=value,...' over "
-                   "wd, optimizer, batch_size, lr, dropout, update_noise, weight_noise, grokfast_alpha, grokfast_lambda "
+                   "wd, optimizer, batch_size, lr, dropout, update_noise, weight_noise, grokfast_alpha, grokfast_lambda, attention_rate "
                    "(e.g. 'wd=1; wd=0; wd=0,batch_size=full,update_noise=0.01; wd=0,dropout=0.1')")
     p.add_argument("--p", type=int, default=97)
     p.add_argument("--model", default="tiny-1l")

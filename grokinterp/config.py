@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .models import model_spec
+from .models import ModelSpec, model_spec
 from .tasks import MODULAR_OPS, Task, TaskError
 
 
@@ -106,6 +106,12 @@ class RunConfig:
                 steps.add(s)
                 k += 1
         return sorted(steps)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The run's ``ModelSpec``: its model's, with the run's attention rate. Every forward of the run's
+        weights (analyses, explorer, evaluation) takes this spec, so none computes an alpha < 1 run as alpha = 1."""
+        return dataclasses.replace(model_spec(self.model), attention_rate=self.attention_rate)
 
     @property
     def noisy(self) -> bool:

@@ -65,9 +65,12 @@ def forward(
     ``"mlp_post"`` (E, batch, d_mlp), as ``blocks.{L-1}.mlp.hook_post[:, -1]`` would give.
     ``dropout`` (training only) is applied to every attention and MLP output before it is added to
     the residual stream (residual dropout, Power et al.); it maps (E, batch, pos, d_model) to itself.
-    ``attention_rate`` (E,): each member's alpha in [0, 1]; None computes no mixing at all.
+    ``attention_rate`` (E,): each member's alpha in [0, 1] (an ensemble over rates); None: every member
+    has ``spec.attention_rate`` (a run's spec, ``RunConfig.spec``), and at 1 no mixing is computed.
     """
     E, B, T = tokens.shape
+    if attention_rate is None and spec.attention_rate != 1:
+        attention_rate = torch.full((E,), spec.attention_rate, device=tokens.device)
     ln = spec.normalization_type is not None
     pre_ln, post_ln = ln and not spec.post_ln, ln and spec.post_ln
     table = params["embed.W_E"][:, :, None, :] + params["pos_embed.W_pos"][:, None, :T, :]  # (E, V, T, d)

@@ -111,9 +111,8 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     from .analysis.phases import detect_phases
     from .analysis.progress import gini, restricted_and_excluded_loss, sum_squared_weights
     from .analysis.views import frequency_projector, project, structured_plane
-    from .models import model_spec
 
-    task, spec, p = run.task, model_spec(run.config.model), run.task.p
+    task, spec, p = run.task, run.config.spec, run.task.p
     w = run.stacked_weights(steps)
     # key frequencies: the neuron clusters of the last checkpoint, as Nanda et al. (and `grokinterp progress`)
     last = {k: v[-1:] for k, v in w.items()}

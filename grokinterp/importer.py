@@ -42,7 +42,7 @@ from torch import Tensor
 
 from . import __version__
 from .config import ConfigError, RunConfig
-from .models import MODELS, model_spec, parameter_shapes
+from .models import MODELS, parameter_shapes
 from .runs import InMemoryRun
 from .store import (
     RunError,
@@ -337,7 +337,7 @@ def checkpoint_metrics(weights: dict[int, dict[str, Tensor]], cfg: RunConfig, tr
 
     from .training import evaluate
 
-    task, spec = cfg.make_task(), model_spec(cfg.model)
+    task, spec = cfg.make_task(), cfg.spec
     inputs, labels = task.all_inputs(), task.all_labels()
     steps = sorted(weights)
     rows = []
@@ -472,7 +472,7 @@ def import_run(source: str | Path, name: str | None = None, runs_dir: str | Path
             w["unembed.W_U"] = full["unembed.W_U"]
             w["unembed.b_U"] = full.get("unembed.b_U", torch.zeros(t.n + 1))
         mask = torch.from_numpy(run.train_mask)[None]
-        again = evaluate({k: v[None] for k, v in w.items()}, t.all_inputs(), t.all_labels(), mask, model_spec(run.config.model))[0]
+        again = evaluate({k: v[None] for k, v in w.items()}, t.all_inputs(), t.all_labels(), mask, run.config.spec)[0]
         check = {k: {"recorded": v, "recomputed": again[k], "difference": again[k] - v} for k, v in recorded.items() if v is not None}
 
     split = "the source's train_indices" if ck.train_indices is not None else run.record["split"]

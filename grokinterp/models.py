@@ -41,6 +41,7 @@ class ModelSpec:
     post_ln: bool = False  # Power et al.'s code: LayerNorm after each residual add, none before the unembedding
     sinusoidal_positions: bool = False  # fixed (untrained) sinusoidal W_pos, as in Power et al.'s code
     torch_init: bool = False  # PyTorch's default init instead of TransformerLens'
+    attention_rate: float = 1.0  # Zhong et al.'s alpha (engine.forward); a run's own: RunConfig.spec; HookedTransformer has only 1
 
     @property
     def d_head(self) -> int:

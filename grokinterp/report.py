@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .models import model_spec
 from .runs import Run
 from .store import RunError
 
@@ -41,7 +40,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
 
     _require_modular_grid(run, "fourier")
     step = run.resolve_step(step)
-    p, spec = run.task.p, model_spec(run.config.model)
+    p, spec = run.task.p, run.config.spec
     w = run.stacked_weights([step])
     logits, acts = logits_and_neurons(w, run.task, spec)
     grid_acts = acts[0].reshape(p, p, -1)
@@ -117,7 +116,7 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     from .cache import progress_measures
 
     _require_modular_grid(run, "progress")
-    p, spec = run.task.p, model_spec(run.config.model)
+    p, spec = run.task.p, run.config.spec
     steps = run.steps
     why_none, given = None, key_freqs
     if key_freqs is None:  # from the last checkpoint, as Nanda et al. did
@@ -473,7 +472,7 @@ def reps_report(run: Run, step: int | None = None) -> Report:
 
     group = _require_group(run, "reps")
     step = run.resolve_step(step)
-    spec = model_spec(run.config.model)
+    spec = run.config.spec
     w = run.stacked_weights([step])
     names, labels = group.irrep_names, _irrep_labels(group)
     E, U = w["embed.W_E"][:, : group.n], w["unembed.W_U"].transpose(1, 2)

@@ -1,4 +1,4 @@
-"""Sweeps: tasks x fractions x seeds x weight decays x optimisers, trained as ensembles.
+"""Sweeps: tasks x fractions x seeds x weight decays x optimisers x batch sizes x attention rates, trained as ensembles.
 
 A sweep lives in ``<runs dir>/<sweep name>/``: ``sweep.json`` (the grid), one run directory per
 member, and ``results.csv``. Members that share the task, model and budget train together as one
@@ -32,6 +32,7 @@ class SweepSpec:
     wds: list[float] = field(default_factory=lambda: [1.0])
     optimizers: list[str] = field(default_factory=lambda: ["adamw"])
     batch_sizes: list[int | None] = field(default_factory=lambda: [None])
+    attention_rates: list[float] = field(default_factory=lambda: [1.0])  # Zhong et al.'s alpha (RunConfig.attention_rate)
     p: int = 97
     model: str = "tiny-1l"
     lr: float = 1e-3
@@ -43,13 +44,14 @@ class SweepSpec:
 
     def configs(self) -> list[RunConfig]:
         out = []
-        grid = itertools.product(self.tasks, self.fracs, self.seeds, self.wds, self.optimizers, self.batch_sizes, self.variants or [{}])
-        for task, frac, seed, wd, opt, bs, variant in grid:
+        grid = itertools.product(self.tasks, self.fracs, self.seeds, self.wds, self.optimizers, self.batch_sizes, self.attention_rates,
+                                 self.variants or [{}])
+        for task, frac, seed, wd, opt, bs, rate, variant in grid:
             unknown = set(variant) - set(VARIANT_FIELDS)
             if unknown:
                 raise ConfigError(f"a sweep variant can set {', '.join(VARIANT_FIELDS)}; not {', '.join(sorted(unknown))}")
             cfg = RunConfig(name="member", task=task, p=self.p, frac=frac, split_seed=seed, seed=seed, model=self.model, lr=self.lr,
-                            wd=wd, optimizer=opt, batch_size=bs, steps=self.steps, checkpoint_every=self.checkpoint_every,
+                            wd=wd, optimizer=opt, batch_size=bs, attention_rate=rate, steps=self.steps, checkpoint_every=self.checkpoint_every,
                             weights_every=self.weights_every, checkpoint_dtype=self.checkpoint_dtype, log_checkpoints=False,
                             description=f"sweep {self.name}").replace(**variant)
             out.append(cfg.replace(name=member_name(cfg, self.lr)))
@@ -60,16 +62,19 @@ class SweepSpec:
         return out
 
 
-VARIANT_FIELDS = ("wd", "optimizer", "batch_size", "lr", "dropout", "update_noise", "weight_noise", "grokfast_alpha", "grokfast_lambda")
+VARIANT_FIELDS = ("wd", "optimizer", "batch_size", "lr", "dropout", "update_noise", "weight_noise", "grokfast_alpha", "grokfast_lambda",
+                  "attention_rate")
 
 
 def _extras(cfg: RunConfig, sweep_lr: float) -> list[str]:
     return ([f"lr{cfg.lr:g}"] if cfg.lr != sweep_lr else []) + [
-        f"{k}{getattr(cfg, k):g}" for k in ("dropout", "update_noise", "weight_noise") if getattr(cfg, k)]
+        f"{k}{getattr(cfg, k):g}" for k in ("dropout", "update_noise", "weight_noise") if getattr(cfg, k)] + (
+        [f"attention_rate{cfg.attention_rate:g}"] if cfg.attention_rate != 1 else [])
 
 
 def member_name(cfg: RunConfig, sweep_lr: float) -> str:
-    """e.g. add_f0.3_s0_wd1_adamw_b512, add_f0.5_s1_wd0_adamw_dropout0.1 (full batch: no _b part)."""
+    """e.g. add_f0.3_s0_wd1_adamw_b512, add_f0.5_s1_wd0_adamw_dropout0.1, add_f0.8_s2_wd2_adamw_attention_rate0.25
+    (full batch: no _b part; attention rate 1: no attention_rate part)."""
     return "_".join([f"{cfg.task}_f{cfg.frac:g}_s{cfg.seed}_wd{cfg.wd:g}_{cfg.optimizer}"]
                     + ([f"b{cfg.batch_size}"] if cfg.batch_size else []) + _extras(cfg, sweep_lr))
 

@@ -1,6 +1,7 @@
 """Clock or pizza (Zhong et al. 2023): the attention rate in the engine, the two measures on planted
 algorithms, and `grokinterp algorithm` on a real (untrained) run."""
 
+import dataclasses
 import json
 import math
 
@@ -104,6 +105,9 @@ def test_attention_rate_in_the_engine():
     assert torch.allclose(forward(other, x, spec, attention_rate=const), forward(w, x, spec, attention_rate=const), atol=1e-6)
     half = forward(w, x, spec, attention_rate=torch.tensor([0.5]))
     assert not torch.allclose(half, plain, atol=1e-5) and not torch.allclose(half, forward(w, x, spec, attention_rate=const), atol=1e-5)
+    # a run's spec carries its rate: the forward uses it when no per-member rates are given
+    assert torch.equal(forward(w, x, dataclasses.replace(spec, attention_rate=0.5)), half)
+    assert RunConfig(name="x", model="tiny-1l", attention_rate=0.5).spec == dataclasses.replace(spec, attention_rate=0.5)
     with pytest.raises(ConfigError, match="attention rate"):
         RunConfig(name="x", attention_rate=1.5)
 
@@ -112,9 +116,9 @@ def test_attention_rate_in_the_engine():
 def test_model_logit_fn_matches_the_forward_and_separates_examples(model):
     task, spec, w = _tiny_weights(p=23 if model == "tiny-1l" else 7, model=model)
     for rate in (1.0, 0.3):
-        f = al.model_logit_fn(w, task, spec, rate)
+        f = al.model_logit_fn(w, task, dataclasses.replace(spec, attention_rate=rate))
         E = w["embed.W_E"][0, : task.p]
-        ref = forward(w, task.all_inputs()[None], spec, attention_rate=None if rate == 1 else torch.tensor([rate]))[0]
+        ref = forward(w, task.all_inputs()[None], spec, attention_rate=torch.tensor([rate]))[0]
         assert torch.allclose(f(E[torch.as_tensor(task.pairs[:, 0])], E[torch.as_tensor(task.pairs[:, 1])]), ref, atol=1e-5)
     # the batched gradients equal one-example gradients (each example has its own embedding rows)
     batch = al.gradient_cosines(f, E, n_triples=40, seed=1)
@@ -152,3 +156,64 @@ def test_algorithm_command_on_an_untrained_run(tmp_path, capsys):
     assert main(["algorithm", "--run", "s5", "--no-figures"]) == 1  # not a + b mod p: one line, no traceback
     err = capsys.readouterr().err
     assert "must be positive" in err and "analyses modular tasks" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def constant_attention_run(tmp_path_factory):
+    """tiny23 with constant attention (alpha = 0), a few steps: metrics.csv holds the trainer's own numbers."""
+    runs = tmp_path_factory.mktemp("alpha0")
+    cfg = gi.preset("tiny23").replace(name="const", attention_rate=0.0, steps=30, checkpoint_every=10)
+    gi.train(cfg, runs_dir=runs, progress=False)
+    return gi.load_run("const", runs)
+
+
+def test_analyses_of_an_alpha_0_run_agree_with_its_trainer(constant_attention_run):
+    """Progress measures recompute the trainer's logged losses and accuracies at alpha = 0, to the 9 digits
+    of metrics.csv. Computed at alpha = 1 (the bug this guards against) they differ by 1e-4 and more;
+    results cached under the key used before the rate was part of it are not reused."""
+    from dataclasses import fields
+
+    from grokinterp.analysis.progress import ProgressMeasures, progress_measures
+    from grokinterp.cache import ResultCache, checkpoint_hash
+
+    run = constant_attention_run
+    stale = ResultCache(run, "progress", {"key_frequencies": [3]})
+    names = [f.name for f in fields(ProgressMeasures) if f.name not in ("steps", "key_frequencies")]
+    stale.save({checkpoint_hash(run.path, s): dict.fromkeys(names, 0.0) for s in run.steps})
+    m = gi.progress(run, key_freqs=[3]).payload["measures"]
+    logged = run.metrics
+    at = [int((logged["step"] == s).nonzero()[0][0]) for s in m["steps"]]
+    assert len(at) == 8  # every checkpoint, 0 to 30
+    for k in ("train_loss", "test_loss", "train_acc", "test_acc"):
+        assert m[k] == pytest.approx(logged[k][at].tolist(), rel=1e-6, abs=1e-8), k
+    plain = progress_measures(run.stacked_weights(m["steps"]), m["steps"], run.task, model_spec("tiny-1l"), run.train_mask, [])
+    assert plain.train_loss != pytest.approx(logged["train_loss"][at], rel=1e-5)  # the same weights as a standard transformer
+    assert plain.test_acc != pytest.approx(logged["test_acc"][at], abs=1e-3)
+
+
+def test_every_analysis_forward_of_a_run_uses_its_attention_rate(constant_attention_run, monkeypatch, tmp_path):
+    """progress, fourier, the explorer and algorithm all run on an alpha = 0 run, and every forward they
+    make (through ``logits_and_neurons`` or the logit function) computes alpha = 0."""
+    import grokinterp.analysis.algorithm as algorithm_module
+    import grokinterp.analysis.batched as batched
+    from grokinterp.explore import explorer_html
+
+    rates = []
+
+    def spy(real):
+        def f(params, tokens, spec, *args, attention_rate=None, **kw):
+            rates.append(spec.attention_rate if attention_rate is None else attention_rate.tolist())
+            return real(params, tokens, spec, *args, attention_rate=attention_rate, **kw)
+        return f
+
+    monkeypatch.setattr(batched, "forward", spy(batched.forward))
+    monkeypatch.setattr(algorithm_module, "forward", spy(algorithm_module.forward))
+    monkeypatch.setenv("GROKINTERP_CACHE", str(tmp_path / "cache"))
+    run = constant_attention_run
+    gi.progress(run)
+    assert gi.fourier(run).payload["step"] == 30
+    assert "<html" in explorer_html(run)[:200].lower()
+    with pytest.raises(RunError, match="HookedTransformer cannot express"):
+        run.model()
+    assert main(["algorithm", "--run", str(run.path), "--json", "--no-figures", "--triples", "50"]) == 0
+    assert len(rates) >= 4 and set(map(str, rates)) == {"0.0"}

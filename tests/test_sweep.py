@@ -201,3 +201,29 @@ def test_progress_bar_follows_member_checkpoints(tmp_path):
     stop.set()
     t.join()
     assert bar.n == 140
+
+
+def test_attention_rate_sweep_is_one_command_one_ensemble_and_its_figures_draw(tmp_path, capsys):
+    """Zhong et al.'s alpha sweep: --attention-rates is a grid axis (attention_rate= a variant key); the
+    members share one ensemble; the sweep figures split by rate; census says in one line it needs groups."""
+    from grokinterp.runs import load_run
+    from grokinterp.sweep import _jobs, parse_variants
+
+    spec = SweepSpec(name="alpha", tasks=["add"], p=11, fracs=[0.5], seeds=[0], model="tiny-1l", attention_rates=[0.0, 0.5, 1.0])
+    assert [c.attention_rate for c in spec.configs()] == [0.0, 0.5, 1.0] and len(_jobs(spec.configs(), 32)) == 1
+    variants = SweepSpec(name="v", tasks=["add"], fracs=[0.5], variants=parse_variants("attention_rate=0; wd=0,attention_rate=0.25"))
+    assert [(c.name, c.attention_rate) for c in variants.configs()] == [
+        ("add_f0.5_s0_wd1_adamw_attention_rate0", 0.0), ("add_f0.5_s0_wd0_adamw_attention_rate0.25", 0.25)]
+    grid = ["--name", "alpha", "--tasks", "add", "--p", "11", "--fracs", "0.5", "--seeds", "0", "--model", "tiny-1l", "--lr", "1e-2",
+            "--steps", "20", "--checkpoint-every", "10", "--workers", "1", "--runs-dir", str(tmp_path)]
+    assert main(["sweep", *grid, "--attention-rates", "0,0.5,1", "--json"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "alpha" / "results.csv")))
+    assert [r["variant"] for r in rows] == ["adamw wd=1 full batch attention_rate0", "adamw wd=1 full batch attention_rate0.5",
+                                            "adamw wd=1 full batch"]
+    assert [load_run(tmp_path / "alpha" / r["run"]).config.attention_rate for r in rows] == [0.0, 0.5, 1.0]
+    assert (tmp_path / "alpha" / "figures" / "sweep_fig2_regularisers.html").exists()  # one line per rate
+    capsys.readouterr()
+    assert main(["census", "--sweep", "alpha", "--runs-dir", str(tmp_path)]) == 1
+    assert main(["sweep", *grid, "--attention-rates", "0,half"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no group runs" in err and "--attention-rates takes comma-separated numbers" in err and "Traceback" not in err

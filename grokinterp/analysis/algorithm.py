@@ -41,8 +41,9 @@ PIZZA_SYMMETRICITY = 0.95  # mean cosine at or above: pizza-like gradients (pape
 PIZZA_DISTANCE_IRRELEVANCE = 0.5  # at or below: the correct logit follows a - b (paper: pizzas ~0.2, clocks 0.6-1)
 
 
-def model_logit_fn(weights: dict[str, Tensor], task: Task, spec: ModelSpec, attention_rate: float = 1.0) -> LogitFn:
-    """The logit function of ONE checkpoint (weights {name: (1, ...)}) with free operand embeddings.
+def model_logit_fn(weights: dict[str, Tensor], task: Task, spec: ModelSpec) -> LogitFn:
+    """The logit function of ONE checkpoint (weights {name: (1, ...)}) with free operand embeddings
+    (``spec``: the run's, ``RunConfig.spec``, with its attention rate).
 
     Each example gets its own two vocabulary rows holding e_a and e_b (the other tokens, ``=`` and
     the operator, keep theirs), so one engine forward and one backward give every example's
@@ -58,8 +59,7 @@ def model_logit_fn(weights: dict[str, Tensor], task: Task, spec: ModelSpec, atte
         params["embed.W_E"] = torch.cat([e_a.float(), e_b.float(), extra], 0)[None]
         tokens = (tokens_template - n + 2 * N).repeat(N, 1)  # non-operand tokens after the 2N operand rows
         tokens[:, pos_a], tokens[:, pos_b] = torch.arange(N), N + torch.arange(N)
-        rate = None if attention_rate == 1 else torch.tensor([attention_rate])
-        return forward(params, tokens[None], spec, attention_rate=rate)[0]
+        return forward(params, tokens[None], spec)[0]
 
     return f
 

@@ -65,7 +65,8 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 
 @torch.no_grad()
 def logits_and_neurons(weights: dict[str, Tensor], task: Task, spec: ModelSpec, inputs: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Final-position logits (S, N, n) and last-layer MLP activations (S, N, d_mlp) on every pair."""
+    """Final-position logits (S, N, n) and last-layer MLP activations (S, N, d_mlp; None for attention-only
+    models) on every pair. ``spec``: the run's, ``RunConfig.spec``, which carries its attention rate."""
     keep_freed_memory()
     inputs = task.all_inputs() if inputs is None else inputs
     S = n_checkpoints(weights)

@@ -103,7 +103,8 @@ def _none_for_nan(v):
 def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_mask: np.ndarray, key_freqs: list[int],
                       progress=None) -> ProgressMeasures:
     """All measures for stacked checkpoints, in batched forward passes (``progress``: a tqdm-like callback).
-    With ``key_freqs`` empty the restricted and excluded losses are NaN (undefined)."""
+    ``spec``: the run's (``RunConfig.spec``, with its attention rate). With ``key_freqs`` empty the
+    restricted and excluded losses are NaN (undefined)."""
     train = torch.from_numpy(train_mask)
     labels = task.all_labels()
     directions = answer_directions(task.labels, task.p, key_freqs)
