@@ -55,6 +55,8 @@ class SequenceConfig:
     checkpoint_every: int = 250
     seed: int = 0
     test_size: int = 1024
+    repeat_length: int = 85  # repeat task: sequence length and length of the repeated part
+    repeat_sub_len: int = 16
     description: str = ""
 
     def __post_init__(self):
@@ -70,12 +72,16 @@ class SequenceConfig:
             (self.log_every >= 1 and self.checkpoint_every >= 1 and self.test_size >= 1,
              "log_every, checkpoint_every and test_size must be positive"),
             (0 <= self.seed < 2**63, f"seed must be an integer in [0, 2**63), got {self.seed}"),
+            (2 <= self.repeat_sub_len and 2 * self.repeat_sub_len <= self.repeat_length,
+             f"repeat_sub_len must be at least 2 and at most half of repeat_length, got {self.repeat_sub_len} and {self.repeat_length}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
 
     def make_task(self):
+        if self.task == "repeat":
+            return Repeat(length=self.repeat_length, sub_len=self.repeat_sub_len)
         return SEQUENCE_TASKS[self.task]()
 
 

@@ -9,11 +9,11 @@ from nbclient import NotebookClient
 
 ANALYSES = Path(__file__).resolve().parent.parent / "analyses"
 NOTEBOOKS = sorted(ANALYSES.glob("*.ipynb"))
-EXPECTED = {"modadd113_walkthrough.ipynb", "s5_walkthrough.ipynb", "train_tiny23.ipynb"}
+EXPECTED = {"modadd113_walkthrough.ipynb", "phase_changes.ipynb", "s5_walkthrough.ipynb", "train_tiny23.ipynb"}
 MACHINE_PATH = re.compile(r"(/work/|/tmp/|/root/|/home/|/Users/)")
 
 
-def test_the_four_notebooks_are_there():
+def test_the_expected_notebooks_are_there():
     assert {p.name for p in NOTEBOOKS} == EXPECTED
 
 

@@ -137,3 +137,19 @@ def test_full_batch_sequence_training_steps_on_the_whole_training_set(tmp_path, 
     capsys.readouterr()
     assert main(["train", "--run", "add5", "--full-batch", "--steps", "3", "--runs-dir", str(tmp_path), "--no-progress"]) != 0
     assert "finite training set" in capsys.readouterr().err
+
+
+def test_repeat_task_size_is_part_of_the_sequence_config():
+    import dataclasses
+
+    from grokinterp.config import ConfigError
+    from grokinterp.sequence_training import SEQUENCE_PRESETS
+
+    cfg = dataclasses.replace(SEQUENCE_PRESETS["repeat-2l"], repeat_length=40, repeat_sub_len=8)
+    task = cfg.make_task()
+    assert (task.n_ctx, task.sub_len) == (40, 8)
+    row = task.sample(np.random.default_rng(0), 5).numpy()[0]
+    assert row[41] >= row[40] + 8 and (row[row[40] : row[40] + 8] == row[row[41] : row[41] + 8]).all()
+    assert SEQUENCE_PRESETS["repeat-2l"].make_task() == Repeat()  # the presets keep the 85-token task
+    with pytest.raises(ConfigError, match="repeat_sub_len"):
+        dataclasses.replace(cfg, repeat_sub_len=21)
