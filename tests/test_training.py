@@ -175,12 +175,16 @@ def test_residual_dropout_drops_only_each_members_own_rows():
     assert torch.equal(y[0, 300:], x[0, 300:]) and torch.equal(y[1], x[1])
 
 
-def test_background_writes_write_the_same_files(tmp_path):
-    """Checkpoints, metrics and resume state at every step, from the background writer and between
-    steps: the same bytes (the writer gets copies, so the steps after a checkpoint do not change it)."""
+def test_background_writes_write_the_same_files(tmp_path, monkeypatch):
+    """Checkpoints, metrics and resume state at every step, from a lagging background writer and
+    between steps: the same bytes (the writer gets copies, so the steps after a checkpoint do not change it)."""
+    import grokinterp.training as training
+
     cfg = small("w").replace(steps=30, checkpoint_every=1)
-    for background in (True, False):
-        gi.train(cfg, runs_dir=tmp_path / str(background), progress=False, state_every_s=0, background_writes=background)
+    gi.train(cfg, runs_dir=tmp_path / "False", progress=False, state_every_s=0, background_writes=False)
+    write = training.atomic_write_tensors
+    monkeypatch.setattr(training, "atomic_write_tensors", lambda *a, **kw: (time.sleep(0.02), write(*a, **kw)))
+    gi.train(cfg, runs_dir=tmp_path / "True", progress=False, state_every_s=0, background_writes=True)
     files = lambda d: {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.name != "config.json"}  # noqa: E731
     a, b = files(tmp_path / "True" / "w"), files(tmp_path / "False" / "w")
     assert a.keys() == b.keys() and len(a) > 30
