@@ -1,7 +1,7 @@
 """Training speed on modadd113: our engine vs a plain TransformerLens loop, ensembles, time to grok.
 
     python benchmarks/bench_training.py [--steps 30] [--ensembles 1,16,64] [--device cpu|cuda] [--to-grok] [--tf32]
-                                        [--compile] [--e2e] [--profile] [--quick]
+                                        [--compile] [--e2e] [--profile] [--skip a,b] [--quick]
 
 (a) ms/step of the engine vs a plain HookedTransformer + torch.optim.AdamW loop with the same
     numerics (same initial weights, full batch, float64 loss, frozen biases, warm-up), measured in
@@ -12,11 +12,11 @@
 (c) with --to-grok: wall time of the engine to 99% test accuracy (evaluating every 100 steps, as
     a run does; captured and, with --compile, compiled), and the plain loop's time for the same
     number of steps, from its measured step time (or measured to 99% itself with --plain-to-grok);
-(d) with --e2e: wall time of `grokinterp train --run modadd113` end to end (a new process, its
-    checkpoints and metrics written) with checkpoints written between steps vs on the background
-    writer (and compiled with the background writer, with --compile);
+(d) with --e2e: wall time of `grokinterp train --run modadd113` (or --e2e-run) end to end (a new
+    process, its checkpoints and metrics written) with checkpoints written between steps vs on the
+    background writer (and compiled with the background writer, with --compile);
 (e) with --profile: torch.profiler's top kernels of the captured step and of the compiled one.
---quick shrinks every part (a few steps, E <= 4, 200-step runs) for a dry run on a CPU.
+--quick shrinks every part (a few steps, E = 2, 200-step runs) for a dry run on a CPU.
 Each part that fails prints why and the others go on. Without TransformerLens installed the plain
 loop is skipped (and its ratios with it). Prints ratios; numbers depend on the machine, so compare
 within one run only.
@@ -25,6 +25,8 @@ within one run only.
 from __future__ import annotations
 
 import argparse
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,30 +200,37 @@ def part_c(s: Setup, args, cuda: bool, one: dict) -> None:
 
 
 def part_e2e(args, dev) -> None:
-    """(d): `grokinterp train --run modadd113` in a new process, writes between steps vs in the background."""
+    """(d): `grokinterp train --run PRESET` in a new process, writes between steps vs in the background,
+    alternating ``--e2e-repeats`` times (the median wall time of each)."""
     runs = [("writes between steps", ["--no-background-writes"]), ("background writer", ["--background-writes"])]
     if args.compile:
         runs.append(("background writer, --compile", ["--background-writes", "--compile"]))
-    steps = ["--steps", str(args.e2e_steps)] if args.e2e_steps else []
-    walls = {}
+    extra = (["--steps", str(args.e2e_steps)] if args.e2e_steps else []) + \
+            (["--checkpoint-every", str(args.e2e_checkpoint_every)] if args.e2e_checkpoint_every else [])
+    walls = {label: [] for label, _ in runs}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (label, flags) in enumerate(runs):
-            cmd = [sys.executable, "-m", "grokinterp.cli", "train", "--run", "modadd113", "--device", dev.type, *steps, *flags,
-                   "--name", f"e2e{i}", "--runs-dir", tmp]
-            t = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            walls[label] = time.perf_counter() - t
-            if out.returncode:
-                print(f"(d) {label}: failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}")
-                continue
-            ckpts = list((Path(tmp) / f"e2e{i}" / "checkpoints").glob("*.safetensors"))
-            mb = sum(f.stat().st_size for f in ckpts) / 1e6
-            print(f"(d) `grokinterp train --run modadd113 --device {dev.type}{' ' + ' '.join(steps) if steps else ''} {' '.join(flags)}`: "
-                  f"{walls[label]:.1f} s wall ({len(ckpts)} checkpoints, {mb:.0f} MB)")
-    base = walls.get("writes between steps")
-    for label, w in walls.items():
+        for r in range(args.e2e_repeats):
+            for i, (label, flags) in enumerate(runs):
+                name = f"e2e{r}-{i}"
+                cmd = [sys.executable, "-m", "grokinterp.cli", "train", "--run", args.e2e_run, "--device", dev.type, *extra, *flags,
+                       "--name", name, "--runs-dir", tmp]
+                t = time.perf_counter()
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                wall = time.perf_counter() - t
+                if out.returncode:
+                    print(f"(d) {label}: failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}")
+                    continue
+                walls[label].append(wall)
+                ckpts = list((Path(tmp) / name / "checkpoints").glob("*.safetensors"))
+                mb = sum(f.stat().st_size for f in ckpts) / 1e6
+                print(f"(d) `grokinterp train --run {args.e2e_run} --device {dev.type} {' '.join(extra + flags)}`: "
+                      f"{wall:.1f} s wall ({len(ckpts)} checkpoints, {mb:.0f} MB)", flush=True)
+                shutil.rmtree(Path(tmp) / name)
+    medians = {label: statistics.median(w) for label, w in walls.items() if w}
+    base = medians.get("writes between steps")
+    for label, w in medians.items():
         if base and label != "writes between steps":
-            print(f"    {label}: {base / w:.2f}x vs writes between steps")
+            print(f"    {label}: median {w:.1f} s vs {base:.1f} s -> {base / w:.2f}x vs writes between steps")
 
 
 def part_profile(s: Setup, args, cuda: bool) -> None:
@@ -263,13 +272,17 @@ def main() -> None:
     ap.add_argument("--tf32", action="store_true", help="CUDA: let float32 matrix products use TF32 tensor cores (~1e-3 relative error)")
     ap.add_argument("--compile", action="store_true", help="also time the step compiled by torch.compile (inside the graph on CUDA)")
     ap.add_argument("--e2e", action="store_true", help="(d): `grokinterp train --run modadd113` end to end, background writer on vs off")
-    ap.add_argument("--e2e-steps", type=int, help="(d): train this many steps instead of the preset's 25,000")
+    ap.add_argument("--e2e-run", default="modadd113", help="(d): the preset trained end to end")
+    ap.add_argument("--e2e-steps", type=int, help="(d): train this many steps instead of the preset's")
+    ap.add_argument("--e2e-checkpoint-every", type=int, help="(d): checkpoint every N steps instead of the preset's schedule")
+    ap.add_argument("--e2e-repeats", type=int, default=1, help="(d): alternate the runs this many times")
     ap.add_argument("--profile", action="store_true", help="(e): torch.profiler's top kernels of the captured / compiled step")
     ap.add_argument("--profile-rows", type=int, default=15)
-    ap.add_argument("--quick", action="store_true", help="a dry run: 3 timed steps, E = 2 and 4, 200 steps to grok and end to end")
+    ap.add_argument("--skip", default="", help="comma-separated parts not to run: a, b (e.g. --skip a,b --e2e runs only (d))")
+    ap.add_argument("--quick", action="store_true", help="a dry run: 3 timed steps, E = 2, 200 steps to grok and end to end")
     args = ap.parse_args()
     if args.quick:
-        args.steps, args.ensembles, args.max_steps, args.e2e_steps = 3, "2,4", 200, args.e2e_steps or 200
+        args.steps, args.ensembles, args.max_steps, args.e2e_steps = 3, "2", 200, args.e2e_steps or 200
     dev = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.set_flush_denormal(True)
@@ -277,8 +290,10 @@ def main() -> None:
     print(f"device: {dev} ({torch.cuda.get_device_name(dev) if cuda else f'{torch.get_num_threads()} CPU threads'}), torch {torch.__version__}"
           f"{', TF32 matmuls' if args.tf32 and cuda else ''}", flush=True)
     s = Setup(dev)
-    one = run_part("a", part_a, s, args, cuda) or {}
-    run_part("b", part_b, s, args, cuda, one)
+    skip = set(args.skip.split(","))
+    one = {} if "a" in skip else run_part("a", part_a, s, args, cuda) or {}
+    if "b" not in skip:
+        run_part("b", part_b, s, args, cuda, one)
     if args.to_grok:
         run_part("c", part_c, s, args, cuda, one)
     if args.e2e:
