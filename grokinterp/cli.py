@@ -487,8 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a captured CUDA graph")
     p.add_argument("--compile", action="store_true", help="compile the training step with torch.compile (fused kernels; "
                    "inside the CUDA graph on CUDA); compiling takes tens of seconds at the start")
-    p.add_argument("--background-writes", action=argparse.BooleanOptionalAction, default=True, help="write checkpoints, metrics "
-                   "and resume state on a background thread while training goes on (the default), or between steps")
+    p.add_argument("--background-writes", action=argparse.BooleanOptionalAction, help="write checkpoints, metrics and resume state "
+                   "on a background thread while training goes on, or between steps (default: in the background on CUDA only)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_runs_dir(p)

@@ -9,7 +9,7 @@ ensemble equals the same run trained alone, to float tolerance.
 Resuming: at every checkpoint the weights and optimiser state go to ``state.safetensors``
 (atomically, after the checkpoint and metrics), and minibatches are a pure function of
 (seed, step), so a run killed at any moment resumes to the same weights as an uninterrupted one.
-Checkpoint, metrics and state files are written in that order by a background thread
+On CUDA, checkpoint, metrics and state files are written in that order by a background thread
 (``_Writer``), from CPU copies, while training goes on.
 """
 
@@ -117,14 +117,15 @@ def train(
     capture: bool | None = None,
     state_every_s: float = 30.0,
     compile: bool = False,
-    background_writes: bool = True,
+    background_writes: bool | None = None,
 ) -> list[Path]:
     """Train runs (an ensemble when several) and return their run directories.
 
     ``capture``: record the training step as a CUDA graph (default: on CUDA). ``compile``: compile
     the step with ``torch.compile`` (inside the CUDA graph when capturing). ``background_writes``:
     write checkpoints, metrics and resume state on a background thread (``_Writer``) instead of
-    between steps; the files are the same either way. The resume state is
+    between steps (default: on CUDA only; on the 2-core CPU some runs took
+    30x longer with it); the files are the same either way. The resume state is
     written at the first checkpoint, then at most every ``state_every_s`` seconds, and at the end.
     Each run directory is locked while it is trained (``store.run_lock``). ``resume`` continues
     from the resume state, or starts again from step 0 when a run has none (it was killed before
@@ -257,7 +258,7 @@ def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, st
 
     ckpt_steps = set(first.checkpoint_steps())
     saver = _StateSaver(state_every_s)
-    writer = _Writer(background_writes)
+    writer = _Writer(dev.type == "cuda" if background_writes is None else background_writes)
     checkpoint = functools.partial(_checkpoint, members, stacked, opt, inputs=inputs, labels=labels, train_mask=train_mask, spec=spec,
                                    loss=first.loss, saver=saver, writer=writer, attention_rate=rate)
     bar = None
