@@ -5,8 +5,8 @@
 # pack part bundles the run folders (without weights, except the final S5 checkpoints) into $OUT.
 #
 #   OUT=/tmp/out bash benchmarks/device_session.sh [PART ...]
-#   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long s5post census
-#   (default: all but s5long, s5post, census)
+#   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long s5post census speed16
+#   (default: all but s5long, s5post, census, speed16)
 #
 # Needs python3 with torch; TransformerLens and its missing dependencies can come as wheels
 # (docs/benchmarks.md says how).
@@ -61,6 +61,15 @@ census() {
   wait $a $b; kill $monitor
   tail -n3 "$RUNS/census50.log" "$RUNS/census30.log"
   python3 benchmarks/s5_census_pack.py "$RUNS" census50 census30 --out "$OUT"; ls -la "$OUT"; }
+# Issue 16 item 1 (about 6 minutes, at most 8.5 by the time limits): plain loop / eager / captured / compiled+captured step, E = 16/64/256 captured
+# vs compiled, modadd113 to 99% captured vs compiled, `grokinterp train --run modadd113` end to end with writes between
+# steps vs the background writer (and compiled), the profiler's top kernels, then the compiled step's CUDA test.
+# Three processes with their own time limits, so a slow compile cannot take the others' output with it.
+speed16() {
+  timeout 270 python3 benchmarks/bench_training.py --device cuda --steps 100 --ensembles 16,64,256 --compile --to-grok
+  timeout 130 python3 benchmarks/bench_training.py --device cuda --skip a,b --e2e --compile
+  timeout 60 python3 benchmarks/bench_training.py --device cuda --skip a,b --profile --compile
+  timeout 45 python3 -m pytest -p no:cacheprovider tests/test_cuda.py -k compiled -rA 2>&1 | tail -5; }
 pack() {
   (cd "$RUNS" && tar czf "$OUT/runs_meta.tgz" --exclude='*.safetensors' . &&
    for half in "0.3 0.4 0.5" "0.6 0.7 0.8"; do

@@ -158,7 +158,8 @@ def _train(args) -> int:
         overrides["task"] = base.task.replace("s5_", "group_")  # a preset's S5 setup on another group
     cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
     (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
-                       capture=False if args.no_cuda_graph else None)
+                       capture=False if args.no_cuda_graph else None, compile=args.compile,
+                       background_writes=args.background_writes)
     from .runs import Run
 
     s = Run(run_dir).summary()
@@ -170,6 +171,8 @@ def _train_sequence(args, base=None, runs_dir=None) -> int:
     """Train (or resume) a sequence run: a sequence preset, or ``base`` (the config of a run to resume)."""
     from .sequence_training import SEQUENCE_PRESETS, train_sequence
 
+    if args.compile:
+        raise UsageError("--compile compiles the table trainer's step; sequence runs (add5, repeat-*) train without it")
     changes = {k: v for k, v in {"steps": args.steps, "seed": args.seed, "wd": args.wd, "lr": args.lr, "batch_size": args.batch_size,
                                  "name": args.name, "n_train": args.n_train, "checkpoint_every": args.checkpoint_every}.items() if v is not None}
     if args.full_batch:
@@ -492,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(Zhong et al. 2023; default 1, 0 = constant attention)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a captured CUDA graph")
+    p.add_argument("--compile", action="store_true", help="compile the training step with torch.compile (fused kernels; "
+                   "inside the CUDA graph on CUDA); compiling takes tens of seconds at the start")
+    p.add_argument("--background-writes", action=argparse.BooleanOptionalAction, help="write checkpoints, metrics and resume state "
+                   "on a background thread while training goes on, or between steps (default: in the background on CUDA only)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_runs_dir(p)

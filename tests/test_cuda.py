@@ -64,6 +64,17 @@ def test_captured_step_equals_eager(tmp_path, batch):
     np.testing.assert_allclose(a.metrics["train_loss"], b.metrics["train_loss"], rtol=1e-4)
 
 
+def test_compiled_captured_step_equals_eager(tmp_path):
+    """--compile on CUDA: the step compiled by torch.compile, inside the captured graph, trains as the
+    eager step does (30 steps: GPU rounding differences grow with training, see the ensemble test)."""
+    cfg = small("c", batch_size=64, steps=30, checkpoint_every=10)
+    gi.train(cfg, runs_dir=tmp_path / "compiled", device="cuda", capture=True, compile=True, progress=False)
+    gi.train(cfg, runs_dir=tmp_path / "eager", device="cuda", capture=False, progress=False)
+    a, b = gi.load_run("c", tmp_path / "compiled"), gi.load_run("c", tmp_path / "eager")
+    assert_same_weights(a, b)
+    np.testing.assert_allclose(a.metrics["train_loss"], b.metrics["train_loss"], rtol=1e-4)
+
+
 def test_cuda_ensemble_member_equals_run_alone(tmp_path):
     """Over 30 steps: on a GPU even one run repeated differs by rounding (atomics in index_select's
     backward), and training amplifies it; measured on an H200, ensemble-vs-alone differences stay at

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import grokinterp as gi
 from grokinterp.cli import main
 from grokinterp.config import ConfigError, RunConfig
 from grokinterp.sequence_training import SEQUENCE_PRESETS, train_sequence
-from grokinterp.store import REPO_CHECKPOINTS, SHIPPED_RUNS, RunError, RunNameError, checkpoint_path, read_tensors, run_dir_to_write
+from grokinterp.store import (
+    REPO_CHECKPOINTS, SHIPPED_RUNS, RunError, RunNameError, checkpoint_path, read_metrics, read_tensors, run_dir_to_write,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "grokinterp.cli", "train", "--no-progress"]
@@ -305,3 +308,80 @@ def test_thread_count_is_recorded_and_checked_on_resume(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     seq = train_sequence(dataclasses.replace(SEQ, name="s", steps=10), tmp_path, progress=False)
     assert json.loads((seq / "config.json").read_text())["torch_threads"] == torch.get_num_threads()
+
+
+# ---- issue 16: checkpoints written on a background thread -------------------------------------------
+
+
+def test_kill_during_heavy_checkpoint_writing_then_resume(tmp_path, capsys):
+    """Checkpoint, metrics and resume state at every step, written by the background writer; SIGKILL
+    mid-run: every checkpoint on disk is complete, the state claims only what is on disk, and
+    --resume ends bit-identical to an uninterrupted run."""
+    cfg = "gi.preset('tiny23').replace(name='k', steps=40, checkpoint_every=1)"
+    gi.train(eval(cfg).replace(name="ref"), runs_dir=tmp_path, progress=False)
+    code = f"import grokinterp as gi; gi.train({cfg}, runs_dir={str(tmp_path)!r}, progress=False, state_every_s=0, background_writes=True)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = tmp_path / "k"
+    kill_when(proc, lambda: state_step(run) >= 8)
+    on_disk = sorted(int(f.stem[5:]) for f in (run / "checkpoints").glob("step_*.safetensors"))
+    for step in on_disk:  # complete and loadable (a half-written one would be a .tmp file)
+        tensors, meta = read_tensors(checkpoint_path(run, step))
+        assert int(meta["step"]) == step and "embed.W_E" in tensors
+    saved = state_step(run)
+    assert 8 <= saved < 40 and on_disk[: saved + 1] == list(range(saved + 1))  # the state comes after its checkpoints
+    assert gi.load_run("k", tmp_path).steps == on_disk  # leftover .tmp files are not taken for checkpoints
+    code, _, err = cli(capsys, "--run", "k", "--resume", "--runs-dir", str(tmp_path))
+    assert code == 0, err
+    assert not tmp_files(run)
+    same_weights(tmp_path / "ref", run, range(41))
+    assert (tmp_path / "ref" / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize("writes", ["--background-writes", "--no-background-writes"])
+def test_a_failed_write_stops_training_with_one_line(tmp_path, capsys, monkeypatch, writes):
+    import grokinterp.training as training
+
+    calls, write = [], training.atomic_write_tensors
+
+    def full_disk(path, *args, **kwargs):
+        calls.append(path.name)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        write(path, *args, **kwargs)
+
+    monkeypatch.setattr(training, "atomic_write_tensors", full_disk)
+    code, _, err = cli(capsys, *TABLE_ARGS, "--checkpoint-every", "1", writes, "--runs-dir", str(tmp_path))
+    assert code == 1 and "could not write" in err and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
+    failed = calls[3]  # the 4th tensor file: step 0's checkpoint and state, step 1's checkpoint, then step 2's
+    assert failed == "step_00000002.safetensors"
+    run = tmp_path / "tiny23"
+    assert [r["step"] for r in read_metrics(run / "metrics.csv")] == [0, 1]  # nothing after the failed write
+    assert not [t for t in threading.enumerate() if t.name == "grokinterp-writer"]
+
+
+def test_background_writer_keeps_order_and_bounds_its_queue():
+    from grokinterp.training import _Writer
+
+    release, done = threading.Event(), []
+
+    def write(path, wait=False):
+        if wait:
+            release.wait(10)
+        done.append(path)
+
+    writer = _Writer(max_pending=2)
+    writer.put(write, 0, wait=True)  # taken by the thread, which then waits
+    while writer.jobs.qsize():
+        time.sleep(0.001)
+    writer.put(write, 1)
+    writer.put(write, 2)  # the queue is full now
+    blocked = threading.Thread(target=writer.put, args=(write, 3))
+    blocked.start()
+    blocked.join(0.3)
+    assert blocked.is_alive() and done == []  # back-pressure: the 4th put waits
+    release.set()
+    blocked.join(10)
+    for i in range(4, 20):
+        writer.put(write, i)
+    writer.close()
+    assert done == list(range(20)) and not writer.thread.is_alive()
