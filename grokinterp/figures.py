@@ -426,6 +426,18 @@ def write_html(fig: go.Figure, path: Path, self_contained: bool = True) -> None:
     path.write_text(fig.to_html(include_plotlyjs="directory").replace("</body>", _NO_PLOTLY + "</body>"), encoding="utf-8")
 
 
+PNG_TIMEOUT_S = 300  # the longest `FigureWriter.close` waits for the PNGs
+
+
+def _browser_found() -> bool:
+    """Whether kaleido's browser lookup (choreographer's: $BROWSER_PATH, the system, `plotly_get_chrome`) finds one."""
+    try:
+        from choreographer.browsers.chromium import Chromium
+    except ImportError:
+        return False
+    return Chromium.find_browser(skip_local=False) is not None
+
+
 class FigureWriter:
     """Writes figures as they are made: each HTML at once (see ``write_html``), and, where Chrome is
     found, each PNG on a background thread that keeps one Chromium open (kaleido's server), so the
@@ -467,7 +479,9 @@ class FigureWriter:
         global _png_warned
         if self._thread is not None and self._thread.ident is not None:
             self._pngs.put(None)
-            self._thread.join()
+            self._thread.join(PNG_TIMEOUT_S)
+            if self._thread.is_alive():  # a browser that hangs: the HTML is written, go on without the PNGs
+                self._failed = TimeoutError(f"no PNGs after {PNG_TIMEOUT_S} s")
         self._thread = None
         if self._failed is not None and not _png_warned:
             _png_warned = True
@@ -489,6 +503,8 @@ class FigureWriter:
                 with warnings.catch_warnings():  # kaleido notes that options are ignored with a server
                     warnings.simplefilter("ignore")
                     if not server:
+                        if not _browser_found():  # kaleido's server would wait for it forever
+                            raise FileNotFoundError("no Chrome/Chromium found")
                         kaleido.start_sync_server(silence_warnings=True)
                         server = True
                     pngs = [self.out / f"{stem}.png" for stem in figs]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import queue
 import shlex
 import sys
@@ -137,10 +138,28 @@ def train(
         torch.set_flush_denormal(True)  # decayed weights go denormal; x86 then runs several times slower
     run_dirs = [run_dir_to_write(cfg.name, runs_dir, resume) for cfg in configs]  # refuse before anything is written
     command = command or " ".join(["grokinterp"] + [shlex.quote(a) for a in sys.argv[1:]])
+    threads = torch.get_num_threads()
     with contextlib.ExitStack() as locks:
         for run_dir in run_dirs:
             locks.enter_context(run_lock(run_dir, resume))
+        if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and step_work(configs) < SMALL_CPU_STEP:
+            torch.set_num_threads(1)
+            locks.callback(torch.set_num_threads, threads)
         return _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s, compile, background_writes)
+
+
+SMALL_CPU_STEP = 3e7  # step_work below which the CPU trainer uses one torch thread
+
+
+def step_work(configs: list[RunConfig]) -> float:
+    """Examples per step x d_model x d_mlp x layers, summed over an ensemble: the size of a step's
+    matrix products. Below ``SMALL_CPU_STEP`` a second CPU thread mostly waits on the first, and on a
+    busy machine its spinning costs far more: tiny23 (6e6) trained in 12.8 s with 2 threads and 14.9 s
+    with 1 on the idle 2-core machine, and in 99 s against 15 s at load 4. ``train`` then uses one
+    thread unless OMP_NUM_THREADS is set (which always decides)."""
+    n_pairs = len(configs[0].make_task())
+    return sum(cfg.effective_batch_size(int(cfg.frac * n_pairs)) * (spec := model_spec(cfg.model)).d_model
+               * max(spec.d_mlp, spec.d_model) * spec.n_layers for cfg in configs)
 
 
 def machine(dev: torch.device) -> dict:

@@ -195,3 +195,24 @@ def test_one_figure_is_self_contained_several_share_plotly_js(tmp_path):
         assert "typeof Plotly === 'undefined'" in html  # opened alone, it says what to copy instead of a blank page
     F.save_figures({"a": one, "b": two}, tmp_path / "forced", png=False, self_contained=True)
     assert not (tmp_path / "forced" / "plotly.min.js").exists()
+
+
+def test_a_hanging_png_export_does_not_hang_the_writer(monkeypatch, tmp_path, capsys):
+    """A browser that never answers: `close` gives up after PNG_TIMEOUT_S, keeps the HTML and notes it once."""
+    import threading
+
+    import kaleido
+    import plotly.io as pio
+
+    release = threading.Event()
+    monkeypatch.setattr(F, "PNG_TIMEOUT_S", 1)
+    monkeypatch.setattr(F, "_browser_found", lambda: True)
+    monkeypatch.setattr(F, "_png_warned", False)
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kwargs: None)
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kwargs: None)
+    monkeypatch.setattr(pio, "write_images", lambda *args, **kwargs: release.wait())
+    with F.FigureWriter(tmp_path) as writer:
+        writer.add({"a": F.go.Figure()})
+    assert [p.name for p in writer.written] == ["a.html"] and (tmp_path / "a.html").exists()
+    assert capsys.readouterr().out.count("PNG export skipped (TimeoutError)") == 1
+    release.set()

@@ -220,3 +220,25 @@ def test_compile_failure_is_one_line(tmp_path, capsys, monkeypatch):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(ConfigError, match="--compile"):
         gi.train(small("n", dropout=0.1), runs_dir=tmp_path, compile=True, progress=False)
+
+
+def test_small_cpu_runs_train_on_one_thread_unless_omp_num_threads_says(tmp_path, monkeypatch):
+    """tiny23's step is below SMALL_CPU_STEP: one torch thread while training (recorded in config.json),
+    the caller's count restored after; OMP_NUM_THREADS, when set, decides instead."""
+    import json
+
+    from grokinterp.training import SMALL_CPU_STEP, step_work
+
+    cfg = gi.preset("tiny23").replace(steps=3, checkpoint_every=3)
+    assert step_work([cfg]) < SMALL_CPU_STEP < step_work([gi.preset("modadd113")])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        (d,) = gi.train([cfg.replace(name="one")], runs_dir=tmp_path, progress=False)
+        assert json.loads((d / "config.json").read_text())["torch_threads"] == 1 and torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        (d,) = gi.train([cfg.replace(name="two")], runs_dir=tmp_path, progress=False)
+        assert json.loads((d / "config.json").read_text())["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(before)
