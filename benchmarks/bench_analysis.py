@@ -34,7 +34,6 @@ from grokinterp.analysis import fourier as fa
 from grokinterp.analysis.batched import as_stacked, logits_and_neurons
 from grokinterp.analysis.progress import fourier_ginis, restricted_and_excluded_loss, sum_squared_weights
 from grokinterp.engine import per_example_loss
-from grokinterp.models import model_spec
 from grokinterp.store import atomic_write_json, atomic_write_tensors, checkpoint_path
 
 
@@ -76,7 +75,7 @@ def full_resolution_copy(run, folder: Path) -> gi.runs.Run:
 
 def batched_analysis(run):
     """Progress measures (cached) + key frequencies at the last checkpoint + W_E spectrum over all."""
-    spec, p = model_spec(run.config.model), run.task.p
+    spec, p = run.config.spec, run.task.p
     w_last = run.stacked_weights([run.steps[-1]])
     _, acts = logits_and_neurons(w_last, run.task, spec)
     kf = fa.key_frequencies(w_last, acts[0].reshape(p, p, -1), p)
@@ -102,7 +101,7 @@ def loop_analysis(run, steps, keys):
             rows.append({"train_loss": nll[:, train].mean().item(), "test_loss": nll[:, ~train].mean().item(),
                          "train_acc": correct[:, train].mean().item(), "test_acc": correct[:, ~train].mean().item(),
                          "restricted_loss": r.item(), "excluded_loss": e.item(),
-                         "sum_squared_weights": sum_squared_weights(w, model_spec(run.config.model)).item(),
+                         "sum_squared_weights": sum_squared_weights(w, run.config.spec).item(),
                          **{k: v.item() for k, v in fourier_ginis(w, p).items()},
                          "spectrum": fa.frequency_energy(fa.embedding_spectrum(w, p))[0]})
         acts = act_cache["blocks.0.mlp.hook_post"][:, -1].reshape(p, p, -1)
