@@ -524,14 +524,14 @@ def training_report(run: Run) -> Report:
 
 def all_reports(run: Run, on_report=None) -> dict[str, Report]:
     """Every report that applies to the run's task, for `grokinterp figures`. ``on_report(report)`` is
-    called as each is done (the figures writer renders its PNGs meanwhile); the slow progress report
-    comes second so its figures are not the last to render."""
+    called as each is done (the figures writer renders its PNGs meanwhile); the t-SNE, one figure,
+    comes last, so the PNGs of the many-figure reports render while it runs."""
     makers = {"training": training_report, "tsne": tsne_report}
     if run.task.group is not None:
         makers.update(cosets=cosets_report, reps=reps_report)
     elif run.task.is_modular and len(run.task) == run.task.p ** 2:
         makers.update(fourier=fourier_report, progress=progress_report)
-    order = sorted(makers, key=lambda name: name not in ("training", "progress"))
+    order = sorted(makers, key=lambda name: name == "tsne")  # the one-figure t-SNE last: the others' PNGs render meanwhile
     done = {}
     for name in order:
         done[name] = makers[name](run)
