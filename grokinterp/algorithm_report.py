@@ -26,7 +26,7 @@ def logit_vs_distance_figure(res: al.AlgorithmResult, p: int, title: str) -> go.
     d = np.arange(p)
     fig.add_trace(go.Scatter(x=d, y=res.overall.logit_by_distance, name="whole model", line=dict(color="black")))
     for i, (k, m) in enumerate(res.per_frequency.items()):
-        fig.add_trace(go.Scatter(x=d, y=m.logit_by_distance, name=f"frequency {k} ({m.verdict})",
+        fig.add_trace(go.Scatter(x=d, y=m.logit_by_distance, name=f"frequency {k} ({m.verdict}{', minor' if res.minor(k) else ''})",
                                  line=dict(color=COLORS[i % len(COLORS)])))
     return fig
 
@@ -78,18 +78,24 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
         "run": run.name, "step": step, "p": p, "attention_rate": rate, "accuracy": accuracy,
         "key_frequencies": keys, "n_triples": n_triples, "seed": seed,
         "overall": _measures_dict(res.overall),
-        "per_frequency": {str(k): _measures_dict(m) for k, m in res.per_frequency.items()},
+        "per_frequency": {str(k): _measures_dict(m) | {"logit_share": res.circle_shares[k], "minor": res.minor(k)}
+                          for k, m in res.per_frequency.items()},
         "verdict": verdict, "reason": reason,
         "thresholds": {"symmetric_cosine": al.SYMMETRIC_COSINE, "pizza_symmetricity": al.PIZZA_SYMMETRICITY,
-                       "pizza_distance_irrelevance": al.PIZZA_DISTANCE_IRRELEVANCE, "min_accuracy": MIN_ACCURACY},
+                       "pizza_distance_irrelevance": al.PIZZA_DISTANCE_IRRELEVANCE, "min_accuracy": MIN_ACCURACY,
+                       "min_circle_share": al.MIN_CIRCLE_SHARE},
     }
-    row = lambda label, m: (f"  {label:<14} {m.gradient_symmetricity:>12.3f} {m.symmetric_share:>10.1%} "  # noqa: E731
-                            f"{m.distance_irrelevance:>12.3f}  {m.verdict}")
+    def row(label, m, share=None):
+        share_text = f"{share:>12.2%}" if share is not None else f"{'':>12}"
+        minor = " (minor circle: left out of the verdict)" if share is not None and share < al.MIN_CIRCLE_SHARE else ""
+        return (f"  {label:<14} {m.gradient_symmetricity:>12.3f} {m.symmetric_share:>10.1%} "
+                f"{m.distance_irrelevance:>12.3f} {share_text}  {m.verdict}{minor}")
+
     lines = [
         f"{run.name} at step {step} ({run.task.formula}, attention rate {rate:g}, accuracy {accuracy:.1%}):",
         f"  key frequencies: {_fmt_freqs(keys)}" + ("" if keys else " (no circles found: nothing to classify)"),
-        f"  {'':<14} {'grad. symm.':>12} {'cos > 0.99':>10} {'dist. irrel.':>12}  algorithm",
-        *[row(f"frequency {k}", m) for k, m in res.per_frequency.items()],
+        f"  {'':<14} {'grad. symm.':>12} {'cos > 0.99':>10} {'dist. irrel.':>12} {'logit share':>12}  algorithm",
+        *[row(f"frequency {k}", m, res.circle_shares[k]) for k, m in res.per_frequency.items()],
         row("whole model", res.overall),
         f"  verdict: {verdict} ({reason})",
     ]

@@ -157,6 +157,8 @@ def _train(args) -> int:
     if "group" in overrides and "task" not in overrides and base.task.startswith("s5_"):
         overrides["task"] = base.task.replace("s5_", "group_")  # a preset's S5 setup on another group
     cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
+    if args.run in PRESETS and not args.resume:
+        cfg = cfg.replace(description=_changed_description(base, cfg))
     (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
                        capture=False if args.no_cuda_graph else None, compile=args.compile,
                        background_writes=args.background_writes)
@@ -165,6 +167,15 @@ def _train(args) -> int:
     s = Run(run_dir).summary()
     print(f"{cfg.name}: {s['steps_done']} steps, train acc {s['train_acc']:.3f}, test acc {s['test_acc']:.3f} -> {run_dir}")
     return 0
+
+
+def _changed_description(preset, cfg) -> str:
+    """The preset's description, followed by the settings flags changed (a preset's description may
+    state its settings, e.g. "400 fixed examples, wd 1", which the flags make untrue)."""
+    skip = {"name", "description", "checkpoint_every", "checkpoint_dtype", "log_every"}
+    changed = [f"{f.name} {getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
+               if f.name not in skip and getattr(cfg, f.name) != getattr(preset, f.name)]
+    return f"{preset.description}; changed by flags: {', '.join(changed)}" if changed and preset.description else preset.description
 
 
 def _train_sequence(args, base=None, runs_dir=None) -> int:
@@ -178,6 +189,8 @@ def _train_sequence(args, base=None, runs_dir=None) -> int:
     if args.full_batch:
         changes["batch_size"] = None
     cfg = dataclasses.replace(base or SEQUENCE_PRESETS[args.run], **changes)
+    if base is None:
+        cfg = dataclasses.replace(cfg, description=_changed_description(SEQUENCE_PRESETS[args.run], cfg))
     run_dir = train_sequence(cfg, runs_dir or args.runs_dir, progress=not args.no_progress,
                              command=" ".join(["grokinterp"] + sys.argv[1:]), resume=args.resume)
     print(f"{cfg.name}: {cfg.steps} steps -> {run_dir}")

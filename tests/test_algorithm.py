@@ -30,10 +30,10 @@ def _circles(radii: torch.Tensor) -> torch.Tensor:
     return torch.stack(cols, 1)
 
 
-def planted_clock(e_a, e_b):
+def planted_clock(e_a, e_b, keys=KEYS):
     """Nanda et al.'s clock: rotate by a, then by b (products of coordinates); logit cos(w(a+b-c))."""
     c, out = torch.arange(P, dtype=torch.float64), 0
-    for i, k in enumerate(KEYS):
+    for i, k in enumerate(keys):
         w = 2 * math.pi * k / P
         ca, sa, cb, sb = e_a[:, 2 * i], e_a[:, 2 * i + 1], e_b[:, 2 * i], e_b[:, 2 * i + 1]
         out = out + (ca * cb - sa * sb)[:, None] * torch.cos(w * c) + (sa * cb + ca * sb)[:, None] * torch.sin(w * c)
@@ -83,9 +83,33 @@ def test_isolated_frequency_and_combined_verdicts():
     iso = al.isolate_frequency(E, 11)
     assert torch.allclose(iso[:, 2:4], E[:, 2:4]) and iso[:, [0, 1, 4, 5]].abs().max() < 1e-10
     m = lambda v: al.AlgorithmMeasures(0, 0, 0, v, None, None)  # noqa: E731
-    assert al.combine({}) == ("undetermined", "no key frequencies")
-    assert al.combine({1: m("clock"), 2: m("pizza")})[0] == "mixed"
-    assert al.combine({1: m("pizza"), 2: m("unclear")})[0] == "undetermined"
+    even = {1: 0.5, 2: 0.5}
+    assert al.combine({}, {}) == ("undetermined", "no key frequencies")
+    assert al.combine({1: m("clock"), 2: m("pizza")}, even)[0] == "mixed"
+    assert al.combine({1: m("pizza"), 2: m("unclear")}, even)[0] == "undetermined"
+    verdict, reason = al.combine({1: m("pizza"), 2: m("unclear")}, {1: 0.997, 2: 0.003})  # a minor circle is left out
+    assert verdict == "pizza" and "left out: frequency 2 (0.30%" in reason
+
+
+def _clocks_beside_a_pizza(e_a, e_b):
+    """Clock circles on the first two key frequencies, a pizza circle on the third."""
+    c, h = torch.arange(P, dtype=torch.float64), e_a + e_b
+    w = 2 * math.pi * KEYS[2] / P
+    pizza = (h[:, 4:5] * torch.cos(w * c / 2) + h[:, 5:6] * torch.sin(w * c / 2)) ** 2
+    return planted_clock(e_a, e_b, KEYS[:2]) + pizza
+
+
+@pytest.mark.parametrize("pizza_radius, verdict", [(1.0, "mixed"), (0.05, "clock")])
+def test_a_minor_circle_does_not_decide_the_verdict(pizza_radius, verdict):
+    """A pizza circle at full strength beside two clocks makes a mixed model; at radius 0.05 its logits
+    scale as r^2, so its share of the key-frequency logit variance goes as r^4: minor, left out."""
+    E = _circles(torch.ones(P, dtype=torch.float64))
+    E[:, 4:] *= pizza_radius
+    res = al.algorithm(_clocks_beside_a_pizza, E, KEYS, n_triples=300)
+    assert [m.verdict for m in res.per_frequency.values()] == ["clock", "clock", "pizza"]  # the isolated circles
+    assert sum(res.circle_shares.values()) == pytest.approx(1.0)
+    assert res.minor(KEYS[2]) == (pizza_radius < 1) and not res.minor(KEYS[0]) and not res.minor(KEYS[1])
+    assert res.verdict == verdict
 
 
 def _tiny_weights(p=23, model="tiny-1l"):

@@ -60,6 +60,12 @@ def test_train_by_flags(capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "flags" / "checkpoints").iterdir())[-1] == "step_00000030.safetensors"
     code, _, err = run_cli(capsys, "train", "--task", "sub", "--p", "11", "--model", "tiny-1l", "--name", "flags", "--runs-dir", str(tmp_path))
     assert code == 2 and "already exists" in err
+    assert cfg["config"]["description"] == "defined by flags"
+    code, _, err = run_cli(capsys, "train", "--run", "tiny23", "--wd", "0", "--steps", "2", "--name", "wd0", "--runs-dir", str(tmp_path),
+                           "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "wd0" / "config.json").read_text())["config"]["description"].endswith(
+        "; changed by flags: wd 0.0, steps 2")  # the settings that differ from the preset
 
 
 def test_fourier_and_progress_commands(capsys, tiny_run, tmp_path):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -132,6 +134,8 @@ def test_full_batch_sequence_training_steps_on_the_whole_training_set(tmp_path, 
         per_token_losses(task, model(train_set[:, : task.n_ctx]), train_set).mean().backward()
         opt.step()
     _, _, trained = load_sequence_model(tmp_path / "fb")
+    description = json.loads((tmp_path / "fb" / "config.json").read_text())["config"]["description"]
+    assert description == cfg.description + "; changed by flags: n_train 48, batch_size None, steps 3"  # "400 examples" no longer true
     for (name, a), b in zip(model.named_parameters(), trained.parameters()):
         torch.testing.assert_close(a, b, msg=name)
     capsys.readouterr()

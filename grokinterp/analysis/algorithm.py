@@ -16,11 +16,15 @@ interface:
   notebook). Clock ~1 (the correct logit does not follow a - b), Pizza low.
 
 Per key frequency k the measures are taken on the model with its operand embedding restricted
-to the constant and frequency-k Fourier components (the paper's "circle isolation").
+to the constant and frequency-k Fourier components (the paper's "circle isolation"). A circle's
+weight in the model is its share of the whole model's logit variance along cos/sin(w_k (a + b)) (Nanda
+et al.'s logit directions), over all key frequencies; a minor circle (below ``MIN_CIRCLE_SHARE``) hardly
+moves the logits, so its measures say little about what the model computes, and the verdict leaves it out.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,13 +36,14 @@ from torch import Tensor
 from ..engine import forward
 from ..models import ModelSpec
 from ..tasks import Task
-from .fourier import fourier_basis
+from .fourier import answer_directions, fourier_basis, logit_variance_explained
 
 LogitFn = Callable[[Tensor, Tensor], Tensor]  # (e_a (N, d), e_b (N, d)) -> logits (N, n)
 
 SYMMETRIC_COSINE = 0.99  # the paper's threshold on one triple's gradient cosine
 PIZZA_SYMMETRICITY = 0.95  # mean cosine at or above: pizza-like gradients (paper: pizzas ~0.99, clocks 0.3-0.8)
 PIZZA_DISTANCE_IRRELEVANCE = 0.5  # at or below: the correct logit follows a - b (paper: pizzas ~0.2, clocks 0.6-1)
+MIN_CIRCLE_SHARE = 0.005  # below: a minor circle, left out of the verdict (ours: 0.0-0.4% read as neither; next 0.9%, 1.7%)
 
 
 def model_logit_fn(weights: dict[str, Tensor], task: Task, spec: ModelSpec) -> LogitFn:
@@ -81,15 +86,37 @@ def gradient_cosines(f: LogitFn, E: Float[Tensor, "p d"], n_triples: int = 2000,
     return torch.nn.functional.cosine_similarity(g_a.double(), g_b.double(), dim=1, eps=1e-30)
 
 
+def _table(p: int) -> tuple[Tensor, Tensor]:
+    """Operands a, b (p^2,) of every pair, a-major."""
+    return tuple(x.reshape(-1) for x in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
+
+
+def table_logits(f: LogitFn, E: Float[Tensor, "p d"]) -> Float[Tensor, "N n"]:
+    """Logits (float64) on every pair (a, b), a-major."""
+    a, b = _table(E.shape[0])
+    with torch.no_grad():
+        return f(E[a], E[b]).double()
+
+
 def correct_logits_by_sum_and_distance(f: LogitFn, E: Float[Tensor, "p d"]) -> Float[Tensor, "p p"]:
     """q[s, d]: the logit of the correct answer s = (a+b) mod p on the input with (a-b) mod p = d."""
     p = E.shape[0]
-    a, b = (x.reshape(-1) for x in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
-    with torch.no_grad():
-        logits = f(E[a], E[b]).double()
+    a, b = _table(p)
+    logits = table_logits(f, E)
     q = torch.empty(p, p, dtype=torch.float64)
     q[(a + b) % p, (a - b) % p] = logits[torch.arange(len(a)), (a + b) % p]
     return q
+
+
+def circle_shares(logits: Float[Tensor, "N n"], key_frequencies: list[int]) -> dict[int, float]:
+    """Each key frequency's share of the logit variance along the key frequencies' directions
+    cos/sin(w_k (a + b)) (logits on every pair, a-major, p^2 rows); the shares sum to 1."""
+    p = math.isqrt(logits.shape[0])
+    a, b = _table(p)
+    var = {k: float(logit_variance_explained(logits[None], answer_directions(((a + b) % p).numpy(), p, [k]))[0])
+           for k in key_frequencies}
+    total = sum(var.values())
+    return {k: v / total if total > 0 else float("nan") for k, v in var.items()}
 
 
 def distance_irrelevance(q: Float[Tensor, "p p"]) -> float:
@@ -131,26 +158,36 @@ def measure(f: LogitFn, E: Float[Tensor, "p d"], n_triples: int = 2000, seed: in
 class AlgorithmResult:
     overall: AlgorithmMeasures  # the whole model
     per_frequency: dict[int, AlgorithmMeasures]  # key frequency -> measures with only that circle kept
+    circle_shares: dict[int, float]  # key frequency -> its share of the key-frequency logit variance
     verdict: str  # clock | pizza | mixed | undetermined
     reason: str
 
+    def minor(self, k: int) -> bool:
+        return self.circle_shares[k] < MIN_CIRCLE_SHARE
 
-def combine(per_frequency: dict[int, AlgorithmMeasures]) -> tuple[str, str]:
-    """clock / pizza when every key frequency says so, mixed when both occur, else undetermined."""
+
+def combine(per_frequency: dict[int, AlgorithmMeasures], shares: dict[int, float]) -> tuple[str, str]:
+    """Over the circles that are not minor: clock / pizza when every one says so, mixed when both
+    occur, else undetermined."""
     if not per_frequency:
         return "undetermined", "no key frequencies"
-    kinds = {m.verdict for m in per_frequency.values()}
+    minor = [k for k in per_frequency if shares[k] < MIN_CIRCLE_SHARE]
+    left_out = (f"; left out: frequency {', '.join(f'{k} ({shares[k]:.2%} of the key-frequency logit variance)' for k in minor)}"
+                if minor else "")
+    kinds = {m.verdict for k, m in per_frequency.items() if k not in minor}
     if kinds == {"clock"} or kinds == {"pizza"}:
-        return kinds.pop(), "every key frequency agrees"
+        return kinds.pop(), ("every key frequency agrees" if not minor else "every other key frequency agrees") + left_out
     if {"clock", "pizza"} <= kinds:
-        return "mixed", "clock and pizza circles side by side"
-    return "undetermined", "some key frequencies are neither clock nor pizza"
+        return "mixed", "clock and pizza circles side by side" + left_out
+    return "undetermined", "some key frequencies are neither clock nor pizza" + left_out
 
 
 def algorithm(f: LogitFn, E: Float[Tensor, "p d"], key_frequencies: list[int], n_triples: int = 2000,
               seed: int = 0) -> AlgorithmResult:
-    """Measures of the whole model and of each key frequency's isolated circle, and the verdict."""
+    """Measures of the whole model and of each key frequency's isolated circle, each circle's share of
+    the model's logits, and the verdict."""
     overall = measure(f, E, n_triples, seed)
     per = {k: measure(f, isolate_frequency(E, k), n_triples, seed) for k in key_frequencies}
-    verdict, reason = combine(per)
-    return AlgorithmResult(overall, per, verdict, reason)
+    shares = circle_shares(table_logits(f, E), key_frequencies)
+    verdict, reason = combine(per, shares)
+    return AlgorithmResult(overall, per, shares, verdict, reason)

@@ -63,7 +63,7 @@ def restricted_and_excluded_loss(logits: Float[Tensor, "S N n"], labels: Tensor,
     mean = logits.mean(1, keepdim=True)
     along = logit_projection(logits - mean, directions)
     restricted = per_example_loss(mean + along, y).mean(1)
-    excluded = per_example_loss(logits - along, y)[:, train].mean(1)
+    excluded = per_example_loss((logits - along)[:, train], y[:, train]).mean(1)  # the train pairs only
     return restricted, excluded
 
 
