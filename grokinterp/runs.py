@@ -105,8 +105,9 @@ class Run:
         """Checkpoint steps on disk (a run still training gains more)."""
         return checkpoint_steps_on_disk(self.path)
 
-    def resolve_step(self, step: int | None) -> int:
-        steps = self.steps
+    def resolve_step(self, step: int | None, on_disk: list[int] | None = None) -> int:
+        """The checkpoint step ``step`` names (None or -1: the last); ``on_disk``: the steps, when listed already."""
+        steps = self.steps if on_disk is None else on_disk
         if not steps:
             raise RunError(f"run {self.name} has no checkpoints yet; train it first")
         if step is None or step == -1:
@@ -119,7 +120,9 @@ class Run:
     def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
         """Parameters of one checkpoint (all, or only ``names``) as float32 tensors, checked against the
         config; a tensor that is not floating point or holds NaN/inf is refused by name."""
-        step = self.resolve_step(step)
+        return self._read_checkpoint(self.resolve_step(step), names)
+
+    def _read_checkpoint(self, step: int, names: list[str] | None) -> dict:
         path = checkpoint_path(self.path, step)
         tensors, _ = read_tensors(path, names)
         self._check_shapes(tensors, step, partial=names is not None)
@@ -138,12 +141,10 @@ class Run:
         """{name: tensor (n_steps, ...)} over checkpoints (all by default) for batched analyses."""
         import torch
 
-        if steps is None:
-            self.resolve_step(None)  # RunError when there are no checkpoints yet
-            steps = self.steps
-        else:
-            steps = [self.resolve_step(s) for s in steps]
-        per_step = [self.weights(s, names) for s in steps]
+        on_disk = self.steps  # listed once: a glob of the checkpoint folder
+        self.resolve_step(None, on_disk)  # RunError when there are no checkpoints yet
+        steps = on_disk if steps is None else [self.resolve_step(s, on_disk) for s in steps]
+        per_step = [self._read_checkpoint(s, names) for s in steps]
         return {k: torch.stack([w[k] for w in per_step]) for k in per_step[0]}
 
     @cached_property
