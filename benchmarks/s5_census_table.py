@@ -58,4 +58,5 @@ for emb in sorted(packed.glob("embeddings_*.safetensors")):
     report = census_report(rows, title)
     write_csv(rows, out / "data" / f"s5_census_{sweep}.csv")
     save_figures({f"s5_census_{sweep}": fig for fig in report.figures.values()}, out / "figures")
+    (out / "figures" / f"s5_census_{sweep}.html").unlink(missing_ok=True)  # the docs keep the PNG (the HTML carries 4.8 MB of plotly.js)
     print("\n".join(report.lines))

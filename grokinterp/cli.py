@@ -157,7 +157,7 @@ def _train(args) -> int:
     if "group" in overrides and "task" not in overrides and base.task.startswith("s5_"):
         overrides["task"] = base.task.replace("s5_", "group_")  # a preset's S5 setup on another group
     cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
-    if args.run in PRESETS and not args.resume:
+    if args.run in PRESETS:
         cfg = cfg.replace(description=_changed_description(base, cfg))
     (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
                        capture=False if args.no_cuda_graph else None, compile=args.compile,
@@ -172,7 +172,7 @@ def _train(args) -> int:
 def _changed_description(preset, cfg) -> str:
     """The preset's description, followed by the settings flags changed (a preset's description may
     state its settings, e.g. "400 fixed examples, wd 1", which the flags make untrue)."""
-    skip = {"name", "description", "checkpoint_every", "checkpoint_dtype", "log_every"}
+    skip = {"name", "description", "steps", "checkpoint_every", "checkpoint_dtype", "log_every"}  # steps: --resume may extend them
     changed = [f"{f.name} {getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
                if f.name not in skip and getattr(cfg, f.name) != getattr(preset, f.name)]
     return f"{preset.description}; changed by flags: {', '.join(changed)}" if changed and preset.description else preset.description

@@ -56,7 +56,7 @@ def log_ticks(values, decades: int = 3) -> dict:
     5 x 10^k with plain labels (0.5, 2, 20), or, within a factor of 5, at even steps (1.12, 1.14).
     Powers of ten alone would label one tick or none there, and plotly's minor log labels print 20
     as "2". Wider spans and constant values: {} (the powers of ten of ``style``)."""
-    v = np.asarray(values, float).ravel()
+    v = np.concatenate([np.asarray(x, float).ravel() for x in values]) if len(values) else np.zeros(0)
     v = v[np.isfinite(v) & (v > 0)]
     if not len(v) or v.max() == v.min() or np.log10(v.max() / v.min()) > decades:
         return {}
@@ -323,11 +323,16 @@ def irrep_shares_over_training(steps: np.ndarray, names: list[str], shares: np.n
 # ---- sequence phase changes -------------------------------------------------------------------
 
 
-def loss_groups(metrics: dict, prefix: str, title: str, log_y: bool = True) -> go.Figure:
-    """One line per loss group (e.g. each answer digit) against steps."""
+def loss_groups(metrics: dict, prefix: str, title: str, log_y: bool = True, labels: dict[str, str] | None = None) -> go.Figure:
+    """One line per loss group (e.g. each answer digit) against steps; ``labels``: legend name per group."""
     fig = _fig(title, xaxis_title="step", yaxis_title="loss (cross-entropy)", yaxis_type="log" if log_y else "linear")
-    for i, k in enumerate(k for k in metrics if k.startswith(prefix)):
-        fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=k[len(prefix):], line=dict(color=COLORS[i % len(COLORS)])))
+    groups = [k for k in metrics if k.startswith(prefix)]
+    for i, k in enumerate(groups):
+        name = k[len(prefix):]
+        fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=(labels or {}).get(name, name),
+                                 line=dict(color=COLORS[i % len(COLORS)])))
+    if log_y:
+        fig.update_yaxes(**log_ticks([metrics[k] for k in groups]))
     return fig
 
 
@@ -344,7 +349,9 @@ def train_vs_test(runs: dict[str, dict], title: str) -> go.Figure:
         fig.update_yaxes(type="log", row=1, col=c)
         fig.update_xaxes(title_text="step", row=1, col=c)
     fig.update_yaxes(title_text="mean loss (cross-entropy)", row=1, col=1)
-    return style(fig)
+    style(fig)
+    drawn = [np.mean([v for k, v in m.items() if k.startswith(f"{split}_")], 0) for m in runs.values() for split in ("train", "test")]
+    return fig.update_yaxes(**log_ticks(drawn))
 
 
 def induction_scores(metrics: dict, title: str) -> go.Figure:
@@ -392,16 +399,20 @@ def steps_vs_fraction(curves: dict, title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(symbol="triangle-up", size=10, color="#7f7f7f"),
                                  name="median not reached within the budget<br>(k/n: seeds that reached 99%)"))
     low = min([v for c in curves.values() for v in c.values if v is not None] + [budget])
-    fig.update_yaxes(range=[np.log10(low) - 0.2, np.log10(max(top + [budget])) + 0.15])
+    fig.update_yaxes(range=[np.log10(low) - 0.2, np.log10(max(top + [budget])) + 0.15], **log_ticks([low, budget, *top]))
     return fig
 
 
 def accuracy_vs_fraction(curves: dict, title: str) -> go.Figure:
     """Power et al. Fig. 2: best validation accuracy within the budget vs training fraction, one
-    line per setting (``sweep.best_accuracy``; mean over seeds)."""
-    fig = _fig(title, xaxis_title="training data fraction", yaxis_title="best validation accuracy", yaxis_range=[0, 1.02])
+    line per setting (``sweep.best_accuracy``; mean over seeds). Lines often coincide (every setting
+    at 1.0): each has its own marker, drawn smaller than the one before, so coinciding ones stay visible."""
+    fig = _fig(title, xaxis_title="training data fraction", yaxis_title="best validation accuracy (mean over seeds)",
+               yaxis_range=[0, 1.04])
+    symbols = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star", "triangle-down")
     for i, (name, c) in enumerate(curves.items()):
         fig.add_trace(go.Scatter(x=c.fracs, y=c.values, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)]),
+                                 marker=dict(symbol=symbols[i % len(symbols)], size=max(5, 15 - 2 * i)),
                                  hovertext=[f"mean of {n} seeds" for n in c.runs]))
     return fig
 
@@ -541,13 +552,14 @@ def census_bars(rows: list[dict], title: str) -> go.Figure:
     (right), split by whether k-means recovers that class's cosets."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("dominant irrep of W_U (share > 50%)", "best coset class"),
                         horizontal_spacing=0.12)
-    fig.update_layout(title=title, barmode="stack", width=WIDE, height=HEIGHT)
     grokked = [r for r in rows if r["grokked_step"] is not None]
+    fig.update_layout(title=f"{title}<br><sup>the {len(grokked)} of {len(rows)} seeds that reached 99% test accuracy</sup>",
+                      barmode="stack", width=WIDE, height=HEIGHT, margin=dict(t=110))
     def irrep(r):
         return f"{r['irrep']} {r.get('irrep_partition', '')}".strip() if r["irrep_dominant"] else "no dominant irrep"
 
     for col, key in ((1, irrep), (2, lambda r: r["best_class"])):
-        cats = sorted({key(r) for r in grokked}, key=lambda c: -sum(key(r) == c for r in grokked))
+        cats = sorted({key(r) for r in grokked}, key=lambda c: (-sum(key(r) == c for r in grokked), c))  # ties by name
         for verdict, color, name in ((True, COLORS[2], "k-means recovers the cosets"), (False, "#bbbbbb", "no coset clusters")):
             fig.add_trace(go.Bar(x=cats, y=[sum(key(r) == c and r["clusters_into_cosets"] == verdict for r in grokked) for c in cats],
                                  name=name, marker_color=color, showlegend=col == 1), row=1, col=col)

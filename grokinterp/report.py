@@ -578,14 +578,24 @@ def _sequence_data(cfg: dict) -> str:
     return "infinite data" if cfg["n_train"] is None else f"{cfg['n_train']} training sequences"
 
 
+_SETTING_NAMES = {"wd": "wd", "lr": "lr", "batch_size": "batch", "seed": "seed"}
+
+
+def _setting(cfg: dict, key: str) -> str:
+    v = cfg.get(key)
+    return "full batch" if key == "batch_size" and v is None else f"{_SETTING_NAMES[key]} {v:g}" if isinstance(v, float) else f"{_SETTING_NAMES[key]} {v}"
+
+
+def _sequence_settings(cfg: dict) -> str:
+    """A sequence run's settings in words: task, model, data, weight decay and batch."""
+    return f"{cfg['task']} on {cfg['model']}, {_sequence_data(cfg)}, {_setting(cfg, 'wd')}, {_setting(cfg, 'batch_size')}"
+
+
 def _sequence_labels(cfg: dict, other: dict, names: tuple[str, str]) -> tuple[str, str]:
-    """Panel titles for two sequence runs side by side: task, model and data size; where those agree,
-    the settings that differ (weight decay, ...); the run folders' names only for equal settings."""
-    label = lambda c: f"{c['task']} on {c['model']}, {_sequence_data(c)}"  # noqa: E731
-    a, b = label(cfg), label(other)
-    if a == b:
-        keys = [k for k in ("wd", "lr", "batch_size", "steps", "seed") if cfg.get(k) != other.get(k)]
-        a, b = (label(c) + "".join(f", {k} {c.get(k)}" for k in keys) for c in (cfg, other))
+    """Panel titles for two sequence runs side by side: task, model, data size and every setting that
+    differs (weight decay, learning rate, batch, seed); the run folders' names only for equal settings."""
+    keys = [k for k in _SETTING_NAMES if cfg.get(k) != other.get(k)]
+    a, b = (f"{c['task']} on {c['model']}, {_sequence_data(c)}" + "".join(f", {_setting(c, k)}" for k in keys) for c in (cfg, other))
     return (a, b) if a != b else (f"{a} ({names[0]})", f"{b} ({names[1]})")
 
 
@@ -620,7 +630,12 @@ def phases_report(run_dir, compare=None) -> Report:
              f"  test loss below 10% of its start (phase change) at: {fmt(test_pc)}",
              f"  train loss phase change at: {fmt(train_pc)}",
              f"  distinct test phase changes: {payload['distinct_test_phase_changes']}"]
-    figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", f"{run_dir.name}: test loss per group")}
+    from .sequence_training import SequenceConfig
+
+    task = SequenceConfig(**cfg).make_task()
+    what = "answer digit" if cfg["task"] == "add5" else "group"
+    figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", F._title(f"Test loss per {what}", f"{run_dir.name}: {_sequence_settings(cfg)}"),
+                                                        labels=task.loss_labels)}
     if any(k.startswith("induction_head") for k in m):
         best = max(float(m[k][-1]) for k in m if k.startswith("induction_head"))
         lines.append(f"  induction head formed (score > 0.5) at step {formed:,}" if formed is not None
@@ -637,7 +652,7 @@ def phases_report(run_dir, compare=None) -> Report:
             lines.append(f"  induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) first at step {circuit:,} "
                          f"(offsets {', '.join(map(str, heads_at))})" if circuit is not None
                          else f"  no induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) in the logged steps")
-        figs["phases_induction_scores"] = F.induction_scores(m, f"{run_dir.name}: induction score per head (last layer)")
+        figs["phases_induction_scores"] = F.induction_scores(m, F._title("Induction score per head (last layer)", f"{run_dir.name}: {_sequence_settings(cfg)}"))
     if compare is not None:
         record2, m2 = loaded[compare]
         a, b = _sequence_labels(cfg, record2["config"], (run_dir.name, compare.name))

@@ -291,7 +291,7 @@ class InMemoryRun(Run):
     def steps(self) -> list[int]:
         return list(self._weights)
 
-    def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
-        w = self._weights[self.resolve_step(step)]
+    def _read_checkpoint(self, step: int, names: list[str] | None) -> dict:
+        w = self._weights[step]
         # in the order a run directory gives them (safetensors sorts names), so sums over parameters agree
         return {k: w[k].float() for k in (sorted(w) if names is None else names)}

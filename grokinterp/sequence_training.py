@@ -226,7 +226,7 @@ def _load_state(cfg: SequenceConfig, run_dir: Path, model, opt, dev, command: st
     if not isinstance(record, dict) or record.get("kind") != "sequence":
         raise RunError(f"run {cfg.name} in {run_dir.parent} is not a sequence run; resume it with its own --run")
     saved = read_sequence_config(run_dir, record)
-    if dataclasses.replace(saved, steps=cfg.steps, name=cfg.name) != cfg:
+    if dataclasses.replace(saved, steps=cfg.steps, name=cfg.name, description=cfg.description) != cfg:  # the description is not a setting
         raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
     if not (run_dir / "state.safetensors").is_file():
         return None

@@ -41,6 +41,12 @@ class Add5:
         """One loss per answer digit, most significant first (c5 is the final carry)."""
         return [f"digit{self.n_digits - i}" for i in range(self.n_digits + 1)]
 
+    @property
+    def loss_labels(self) -> dict[str, str]:
+        """Figure names of the losses: digit5 -> 'c5 (carry)', ..., digit0 -> 'c0 (units)'."""
+        n = self.n_digits
+        return {f"digit{k}": f"c{k}" + (" (carry)" if k == n else " (units)" if k == 0 else "") for k in range(n + 1)}
+
     def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
         a = rng.integers(0, 10**self.n_digits, n)
         b = rng.integers(0, 10**self.n_digits, n)
@@ -68,6 +74,10 @@ class Repeat:
     @property
     def loss_names(self) -> list[str]:
         return ["repeated"]
+
+    @property
+    def loss_labels(self) -> dict[str, str]:
+        return {"repeated": "repeated part"}
 
     def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
         """Random sequences; columns ``-1`` hold (first start, second start) after the tokens."""

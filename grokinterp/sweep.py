@@ -308,9 +308,17 @@ def varied_settings(rows: list[dict]) -> list[str]:
     return [f for f in fields if len({str(r[f]) for r in rows}) > 1]
 
 
+def _operation(task: str) -> str:
+    """A task's operation as written in the papers: 'x^2+y^2'; S5 tasks 'x*y in S5'."""
+    from .tasks import TASKS
+
+    return TASKS.get(task, task) + (" in S5" if task.startswith("s5_") else " in the group" if task.startswith("group_") else "")
+
+
 def _setting_label(row: dict, fields: list[str]) -> str:
-    shown = {"wd": lambda v: f"wd={float(v):g}", "batch": lambda v: "full batch" if v in ("full", None, "") else f"batch {v}"}
-    return ", ".join(shown.get(f, str)(row[f]) for f in fields) or str(row["task"])
+    shown = {"wd": lambda v: f"wd={float(v):g}", "batch": lambda v: "full batch" if v in ("full", None, "") else f"batch {v}",
+             "task": _operation}
+    return ", ".join(shown.get(f, str)(row[f]) for f in fields) or _operation(str(row["task"]))
 
 
 @dataclass

@@ -200,7 +200,7 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str) -> _Save
         saved = RunConfig.from_dict(record["config"])
     except (KeyError, TypeError, ConfigError) as e:
         raise RunError(f"{run_dir / 'config.json'} is corrupt ({e}); restore it or train the run under another --name") from None
-    if saved.replace(steps=cfg.steps, name=cfg.name) != cfg:
+    if saved.replace(steps=cfg.steps, name=cfg.name, description=cfg.description) != cfg:  # the description is not a setting
         raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
     if not (run_dir / "state.safetensors").is_file():
         return None

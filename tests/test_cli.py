@@ -65,7 +65,7 @@ def test_train_by_flags(capsys, tmp_path):
                            "--no-progress")
     assert code == 0, err
     assert json.loads((tmp_path / "wd0" / "config.json").read_text())["config"]["description"].endswith(
-        "; changed by flags: wd 0.0, steps 2")  # the settings that differ from the preset
+        "; changed by flags: wd 0.0")  # the settings that differ from the preset
 
 
 def test_fourier_and_progress_commands(capsys, tiny_run, tmp_path):

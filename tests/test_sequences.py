@@ -107,11 +107,11 @@ def test_compared_runs_are_titled_by_their_settings_not_their_folders():
     from grokinterp.sequence_training import SEQUENCE_PRESETS
 
     add5, finite = asdict(SEQUENCE_PRESETS["add5"]), asdict(SEQUENCE_PRESETS["add5-finite"])
-    assert _sequence_labels(finite, add5, ("a5_n400", "a5_inf")) == ("add5 on add5-1l, 400 training sequences",
-                                                                     "add5 on add5-1l, infinite data")
+    assert _sequence_labels(finite, add5, ("a5_n400", "a5_inf")) == ("add5 on add5-1l, 400 training sequences, wd 1, batch 64",
+                                                                     "add5 on add5-1l, infinite data, wd 0.1, batch 256")
     wd0 = finite | {"wd": 0.0}
     assert _sequence_labels(finite, wd0, ("a5_n500_wd1_b64", "a5_n500_wd0_b64")) == (
-        "add5 on add5-1l, 400 training sequences, wd 1.0", "add5 on add5-1l, 400 training sequences, wd 0.0")
+        "add5 on add5-1l, 400 training sequences, wd 1", "add5 on add5-1l, 400 training sequences, wd 0")
     a, b = _sequence_labels(finite, dict(finite), ("x", "y"))  # equal settings: only then the folders tell them apart
     assert a != b and a.endswith("(x)")
 
@@ -135,7 +135,7 @@ def test_full_batch_sequence_training_steps_on_the_whole_training_set(tmp_path, 
         opt.step()
     _, _, trained = load_sequence_model(tmp_path / "fb")
     description = json.loads((tmp_path / "fb" / "config.json").read_text())["config"]["description"]
-    assert description == cfg.description + "; changed by flags: n_train 48, batch_size None, steps 3"  # "400 examples" no longer true
+    assert description == cfg.description + "; changed by flags: n_train 48, batch_size None"  # "400 examples" no longer true
     for (name, a), b in zip(model.named_parameters(), trained.parameters()):
         torch.testing.assert_close(a, b, msg=name)
     capsys.readouterr()

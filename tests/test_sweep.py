@@ -6,7 +6,7 @@ import pytest
 
 from grokinterp.cli import main
 from grokinterp.config import ConfigError
-from grokinterp.sweep import SweepSpec, best_accuracy, median_steps_to_generalise, run_sweep
+from grokinterp.sweep import SweepSpec, _operation, best_accuracy, median_steps_to_generalise, run_sweep
 
 GRID = ["--tasks", "add,sub", "--p", "11", "--fracs", "0.5,0.8", "--seeds", "0,1", "--model", "tiny-1l", "--lr", "1e-2",
         "--steps", "150", "--checkpoint-every", "10"]
@@ -59,7 +59,7 @@ def test_median_steps_group_by_every_varied_setting_and_mark_fractions_not_reach
     assert (wd1.fracs, wd1.values, wd1.reached, wd1.runs, wd1.budget) == ([0.3, 0.5], [None, 300.0], [1, 2], [3, 3], 3000)
     assert wd0.values == [None, None] and wd0.reached == [0, 0]
     # two seeds, one of which generalised: the median is not reached (half the seeds did not get there)
-    assert median_steps_to_generalise([_row("add", "v", 0.5, 200, 1.0), _row("add", "v", 0.5, None, 0.5)])["add"].values == [None]
+    assert median_steps_to_generalise([_row("add", "v", 0.5, 200, 1.0), _row("add", "v", 0.5, None, 0.5)])["x+y"].values == [None]
     # results.csv read back as strings give the same
     text = [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
     assert median_steps_to_generalise(text)["adamw wd=1 full batch"].values == [None, 300.0]
@@ -88,8 +88,9 @@ def test_operations_and_regulariser_accuracy_are_split_by_every_varied_setting()
     rows = [_row(task, v, 0.5, None, acc) for task, v, acc in [("add", "adamw wd=1 full batch", 1.0), ("add", "adamw wd=0 full batch", 0.2),
                                                               ("sub", "adamw wd=1 full batch", 0.9), ("sub", "adamw wd=0 full batch", 0.1)]]
     acc = {k: c.values for k, c in best_accuracy(rows).items()}
-    assert acc == {"add, adamw wd=0 full batch": [0.2], "add, adamw wd=1 full batch": [1.0],
-                   "sub, adamw wd=0 full batch": [0.1], "sub, adamw wd=1 full batch": [0.9]}  # not add 0.6, sub 0.5
+    assert acc == {"x+y, adamw wd=0 full batch": [0.2], "x+y, adamw wd=1 full batch": [1.0],
+                   "x-y, adamw wd=0 full batch": [0.1], "x-y, adamw wd=1 full batch": [0.9]}  # not x+y 0.6, x-y 0.5
+    assert _operation("s5_conj") == "x*y*x^-1 in S5"
 
 
 def test_figures_redrawn_from_a_results_csv(tmp_path, capsys):
