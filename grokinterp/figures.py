@@ -361,7 +361,8 @@ def induction_scores(metrics: dict, title: str) -> go.Figure:
         color = COLORS[i % len(COLORS)]
         fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[k], name=f"head {i}, offset 1", line=dict(color=color)))
         if f"induction_best{i}" in metrics:
-            fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[f"induction_best{i}"], name=f"head {i}, best offset",
+            offset = f" ({int(metrics[f'induction_offset{i}'][-1])} at the end)" if f"induction_offset{i}" in metrics else ""
+            fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[f"induction_best{i}"], name=f"head {i}, best offset{offset}",
                                      line=dict(color=color, dash="dash")))
     return fig
 
