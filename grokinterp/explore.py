@@ -91,8 +91,8 @@ def _loss_and_accuracy(run, steps, phases=None) -> Panel:
     at = _at_checkpoints(m["step"], steps)
     _curves(panel, steps, m["step"], [("train", m["train_loss"], COLORS[0]), ("test", m["test_loss"], COLORS[1])], at, 1, 1)
     _curves(panel, steps, m["step"], [("train", m["train_acc"], COLORS[0]), ("test", m["test_acc"], COLORS[1])], at, 1, 2)
-    panel.figure.update_yaxes(type="log", row=1, col=1)
-    panel.figure.update_yaxes(range=[0, 1.03], row=1, col=2)
+    panel.figure.update_yaxes(type="log", title_text="loss (cross-entropy)", row=1, col=1)
+    panel.figure.update_yaxes(range=[0, 1.03], title_text="accuracy", row=1, col=2)
     panel.figure.update_xaxes(title_text="step")
     if phases is not None:
         for col in (1, 2):
@@ -155,8 +155,8 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     _curves(pm, steps, x, [("Gini W_E", gini(fa.embedding_spectrum(w, p)).numpy(), COLORS[6]),
                            ("Gini W_L", gini(fa.logit_map_spectrum(w)).numpy(), COLORS[7])], every, 1, 2)
     pm.figure.update_traces(showlegend=True, selector=dict(mode="lines"))
-    pm.figure.update_yaxes(type="log", row=1, col=1)
-    pm.figure.update_yaxes(range=[0, 1], row=1, col=2)
+    pm.figure.update_yaxes(type="log", title_text="loss (cross-entropy)", row=1, col=1)
+    pm.figure.update_yaxes(range=[0, 1], title_text="Gini coefficient", row=1, col=2)
     pm.figure.update_xaxes(title_text="step")
     for col in (1, 2):
         add_phases(pm.figure, phases, 1, col, legend=False)
