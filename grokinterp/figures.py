@@ -509,7 +509,6 @@ class FigureWriter:
     def _render(self) -> None:
         import warnings
 
-        import kaleido
         import plotly.io as pio
 
         server = False
@@ -517,6 +516,8 @@ class FigureWriter:
             if self._failed is not None:
                 continue
             try:
+                import kaleido
+
                 with warnings.catch_warnings():  # kaleido notes that options are ignored with a server
                     warnings.simplefilter("ignore")
                     if not server:

@@ -630,12 +630,12 @@ def phases_report(run_dir, compare=None) -> Report:
              f"  test loss below 10% of its start (phase change) at: {fmt(test_pc)}",
              f"  train loss phase change at: {fmt(train_pc)}",
              f"  distinct test phase changes: {payload['distinct_test_phase_changes']}"]
-    from .sequence_training import SequenceConfig
+    from .sequence_training import read_sequence_config
 
-    task = SequenceConfig(**cfg).make_task()
+    task = read_sequence_config(run_dir, record).make_task()
     what = "answer digit" if cfg["task"] == "add5" else "group"
-    figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", F._title(f"Test loss per {what}", f"{run_dir.name}: {_sequence_settings(cfg)}"),
-                                                        labels=task.loss_labels)}
+    who = f"{run_dir.name}: {_sequence_settings(cfg)}"
+    figs = {"phases_test_loss_per_group": F.loss_groups(m, "test_", F._title(f"Test loss per {what}", who), labels=task.loss_labels)}
     if any(k.startswith("induction_head") for k in m):
         best = max(float(m[k][-1]) for k in m if k.startswith("induction_head"))
         lines.append(f"  induction head formed (score > 0.5) at step {formed:,}" if formed is not None
@@ -652,7 +652,7 @@ def phases_report(run_dir, compare=None) -> Report:
             lines.append(f"  induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) first at step {circuit:,} "
                          f"(offsets {', '.join(map(str, heads_at))})" if circuit is not None
                          else f"  no induction circuit at any offset (score > {CIRCUIT_THRESHOLD}) in the logged steps")
-        figs["phases_induction_scores"] = F.induction_scores(m, F._title("Induction score per head (last layer)", f"{run_dir.name}: {_sequence_settings(cfg)}"))
+        figs["phases_induction_scores"] = F.induction_scores(m, F._title("Induction score per head (last layer)", who))
     if compare is not None:
         record2, m2 = loaded[compare]
         a, b = _sequence_labels(cfg, record2["config"], (run_dir.name, compare.name))

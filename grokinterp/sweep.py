@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import ConfigError, RunConfig
 from .store import atomic_write_bytes, atomic_write_json, default_runs_dir, read_json, validate_run_name
+from .tasks import TASKS
 
 RESULT_FIELDS = ["run", "task", "frac", "seed", "wd", "optimizer", "batch", "variant", "steps", "memorised_step", "grokked_step", "best_test_acc", "final_test_acc"]
 
@@ -310,8 +311,6 @@ def varied_settings(rows: list[dict]) -> list[str]:
 
 def _operation(task: str) -> str:
     """A task's operation as written in the papers: 'x^2+y^2'; S5 tasks 'x*y in S5'."""
-    from .tasks import TASKS
-
     return TASKS.get(task, task) + (" in S5" if task.startswith("s5_") else " in the group" if task.startswith("group_") else "")
 
 

@@ -429,6 +429,7 @@ class _Writer:
 
     def __init__(self, background: bool = True, max_pending: int = 32):
         self.failed: tuple[Path, Exception] | None = None
+        self.background = background
         self.jobs = queue.Queue(max_pending) if background else None
         self.thread = threading.Thread(target=self._drain, name="grokinterp-writer", daemon=True) if background else None
         if self.thread is not None:
@@ -524,7 +525,7 @@ def _checkpoint(members, stacked, opt, step, inputs, labels, train_mask, spec, l
         since = "" if last is None else f"; it was finite at step {last}, and the run keeps what it wrote up to that step"
         raise RunError(f"training stopped at step {step}: the training loss is not finite in run {', '.join(diverged)}{since}; "
                        "try a lower --lr")
-    copy = lambda t, dtype=None: t.detach().to("cpu", dtype, copy=True)  # noqa: E731
+    copy = lambda t, dtype=None: t.detach().to("cpu", dtype, copy=writer.background)  # noqa: E731  (queued: later steps must not change it)
     for e, (m, row) in enumerate(zip(members, rows)):
         if m.cfg.keeps_weights(step):
             dtype = getattr(torch, m.cfg.checkpoint_dtype)

@@ -98,11 +98,11 @@ def table_logits(f: LogitFn, E: Float[Tensor, "p d"]) -> Float[Tensor, "N n"]:
         return f(E[a], E[b]).double()
 
 
-def correct_logits_by_sum_and_distance(f: LogitFn, E: Float[Tensor, "p d"]) -> Float[Tensor, "p p"]:
-    """q[s, d]: the logit of the correct answer s = (a+b) mod p on the input with (a-b) mod p = d."""
-    p = E.shape[0]
+def correct_logits_by_sum_and_distance(logits: Float[Tensor, "N n"]) -> Float[Tensor, "p p"]:
+    """q[s, d]: the logit of the correct answer s = (a+b) mod p on the input with (a-b) mod p = d
+    (logits on every pair, a-major, p^2 rows: ``table_logits``)."""
+    p = math.isqrt(logits.shape[0])
     a, b = _table(p)
-    logits = table_logits(f, E)
     q = torch.empty(p, p, dtype=torch.float64)
     q[(a + b) % p, (a - b) % p] = logits[torch.arange(len(a)), (a + b) % p]
     return q
@@ -145,10 +145,12 @@ def classify(symmetricity: float, irrelevance: float) -> str:
     return "unclear"
 
 
-def measure(f: LogitFn, E: Float[Tensor, "p d"], n_triples: int = 2000, seed: int = 0) -> AlgorithmMeasures:
-    """Gradient symmetricity, its share above 0.99, distance irrelevance and the verdict for (f, E)."""
+def measure(f: LogitFn, E: Float[Tensor, "p d"], n_triples: int = 2000, seed: int = 0,
+            logits: Tensor | None = None) -> AlgorithmMeasures:
+    """Gradient symmetricity, its share above 0.99, distance irrelevance and the verdict for (f, E)
+    (``logits``: ``table_logits(f, E)`` when already computed)."""
     cos = gradient_cosines(f, E, n_triples, seed)
-    q = correct_logits_by_sum_and_distance(f, E)
+    q = correct_logits_by_sum_and_distance(table_logits(f, E) if logits is None else logits)
     sym, di = float(cos.mean()), distance_irrelevance(q)
     return AlgorithmMeasures(sym, float((cos > SYMMETRIC_COSINE).double().mean()), di, classify(sym, di),
                              cos.numpy(), q.mean(0).numpy())
@@ -186,8 +188,9 @@ def algorithm(f: LogitFn, E: Float[Tensor, "p d"], key_frequencies: list[int], n
               seed: int = 0) -> AlgorithmResult:
     """Measures of the whole model and of each key frequency's isolated circle, each circle's share of
     the model's logits, and the verdict."""
-    overall = measure(f, E, n_triples, seed)
+    logits = table_logits(f, E)
+    overall = measure(f, E, n_triples, seed, logits)
     per = {k: measure(f, isolate_frequency(E, k), n_triples, seed) for k in key_frequencies}
-    shares = circle_shares(table_logits(f, E), key_frequencies)
+    shares = circle_shares(logits, key_frequencies)
     verdict, reason = combine(per, shares)
     return AlgorithmResult(overall, per, shares, verdict, reason)
