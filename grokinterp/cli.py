@@ -119,6 +119,8 @@ def cmd_train(args) -> int:
 def _train(args) -> int:
     from .training import train
 
+    if args.from_weights and not args.resume:
+        raise UsageError("--from-weights continues an existing run: add --resume")
     overrides = {k: v for k, v in {
         "task": args.task, "p": args.p, "frac": args.frac, "model": args.model, "lr": args.lr, "wd": args.wd,
         "steps": args.steps, "seed": args.seed, "split_seed": args.split_seed, "batch_size": args.batch_size,
@@ -161,7 +163,7 @@ def _train(args) -> int:
         cfg = cfg.replace(description=_changed_description(base, cfg))
     (run_dir,) = train([cfg], runs_dir=args.runs_dir, resume=args.resume, device=args.device, progress=not args.no_progress,
                        capture=False if args.no_cuda_graph else None, compile=args.compile,
-                       background_writes=args.background_writes)
+                       background_writes=args.background_writes, from_weights=args.from_weights)
     from .runs import Run
 
     s = Run(run_dir).summary()
@@ -180,6 +182,8 @@ def _changed_description(preset, cfg) -> str:
 
 def _train_sequence(args, base=None, runs_dir=None) -> int:
     """Train (or resume) a sequence run: a sequence preset, or ``base`` (the config of a run to resume)."""
+    if args.from_weights:
+        raise UsageError("--from-weights is for table runs; a sequence run resumes from its resume state only")
     from .sequence_training import SEQUENCE_PRESETS, train_sequence
 
     if args.compile:
@@ -513,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background-writes", action=argparse.BooleanOptionalAction, help="write checkpoints, metrics and resume state "
                    "on a background thread while training goes on, or between steps (default: in the background on CUDA only)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--from-weights", action="store_true", help="with --resume, for a run without a resume state (state.safetensors; "
+                   "e.g. a packed or copied run): continue from its last saved weights with AdamW's moments restarted at zero")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_runs_dir(p)
 

@@ -33,6 +33,7 @@ from .store import (
     read_json,
     read_metrics,
     read_tensors,
+    refuse_restart_over_progress,
     remove_outputs,
     run_dir_to_write,
     run_lock,
@@ -165,6 +166,7 @@ def _train_locked(cfg: SequenceConfig, run_dir: Path, dev: torch.device, resume:
     start, rows = resumed or (0, [])
     if resumed is None:
         if resume:
+            refuse_restart_over_progress(run_dir, cfg.name, "Train it again under another --name.")
             warnings.warn(f"{cfg.name}: no resume state (stopped before the first state write); training from step 0",
                           RuntimeWarning, stacklevel=3)
         remove_outputs(run_dir)  # what an earlier, killed start of this run left

@@ -127,6 +127,17 @@ def remove_outputs(run_dir: Path) -> None:
         f.unlink(missing_ok=True)
 
 
+def refuse_restart_over_progress(run_dir: Path, name: str, alternatives: str) -> None:
+    """A run resumed without a resume state restarts from step 0, which deletes its outputs: fine for
+    the step-0 files of a start that was killed before its first state write, refused (RunError) where
+    checkpoints past step 0 would go (a run whose state.safetensors was removed, or a packed or copied
+    run, which has none). ``alternatives``: what the user can do instead."""
+    steps = checkpoint_steps_on_disk(run_dir)
+    if steps and steps[-1] > 0:
+        raise RunError(f"run {name} has no resume state ({run_dir / 'state.safetensors'}) but has checkpoints up to step "
+                       f"{steps[-1]}: resuming would restart it from step 0 and delete them. {alternatives}")
+
+
 def search_dirs(runs_dir: str | Path | None = None) -> list[Path]:
     """Where run names are looked up: --runs-dir / $GROKINTERP_RUNS, ./checkpoints, the repository's.
 

@@ -41,9 +41,11 @@ from .store import (
     atomic_write_json,
     atomic_write_tensors,
     checkpoint_path,
+    checkpoint_steps_on_disk,
     read_json,
     read_metrics,
     read_tensors,
+    refuse_restart_over_progress,
     remove_outputs,
     run_dir_to_write,
     run_lock,
@@ -119,6 +121,7 @@ def train(
     state_every_s: float = 30.0,
     compile: bool = False,
     background_writes: bool | None = None,
+    from_weights: bool = False,
 ) -> list[Path]:
     """Train runs (an ensemble when several) and return their run directories.
 
@@ -130,7 +133,11 @@ def train(
     written at the first checkpoint, then at most every ``state_every_s`` seconds, and at the end.
     Each run directory is locked while it is trained (``store.run_lock``). ``resume`` continues
     from the resume state, or starts again from step 0 when a run has none (it was killed before
-    its first state write). A run whose training loss stops being finite raises RunError.
+    its first state write); a run without one whose checkpoints go past step 0 is refused, unless
+    ``from_weights``: then it continues from its last checkpoint's weights with AdamW's moments
+    restarted at zero (a packed or copied run, which has no state; not the trajectory of an
+    uninterrupted run, and config.json records it). A run whose training loss stops being finite
+    raises RunError.
     """
     _check_compatible(configs)
     dev = pick_device(device)
@@ -145,7 +152,8 @@ def train(
         if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and step_work(configs) < SMALL_CPU_STEP:
             torch.set_num_threads(1)
             locks.callback(torch.set_num_threads, threads)
-        return _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s, compile, background_writes)
+        return _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s, compile, background_writes,
+                             from_weights)
 
 
 SMALL_CPU_STEP = 3e7  # step_work below which the CPU trainer uses one torch thread
@@ -184,13 +192,14 @@ class _Saved:
 
     step: int
     params: dict
-    opt_state: dict
+    opt_state: dict | None  # None: continued from weights alone (moments restart at zero)
     metrics: list
     budget_update: dict | None  # the new config.json record when --steps changed
 
 
-def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str) -> _Saved | None:
-    """The resume state of a run (None when it has none), after checking it was made with ``cfg``."""
+def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str, from_weights: bool = False) -> _Saved | None:
+    """The resume state of a run (None when it has none), after checking it was made with ``cfg``;
+    with ``from_weights``, a run without one continues from its last checkpoint's weights."""
     if not (run_dir / "config.json").is_file():
         return None  # killed before its config was written
     record = read_json(run_dir / "config.json")
@@ -202,30 +211,43 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str) -> _Save
         raise RunError(f"{run_dir / 'config.json'} is corrupt ({e}); restore it or train the run under another --name") from None
     if saved.replace(steps=cfg.steps, name=cfg.name, description=cfg.description) != cfg:  # the description is not a setting
         raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
-    if not (run_dir / "state.safetensors").is_file():
+    names = parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)  # named_parameters() order: noise is drawn in it
+    if (run_dir / "state.safetensors").is_file():
+        warn_if_machine_differs(cfg.name, record, dev)
+        tensors, meta = read_tensors(run_dir / "state.safetensors")
+        step = int(meta["step"])
+        params = {n: tensors[f"param.{n}"] for n in names}
+        opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
+    elif from_weights and checkpoint_steps_on_disk(run_dir):
+        step = checkpoint_steps_on_disk(run_dir)[-1]
+        tensors, _ = read_tensors(checkpoint_path(run_dir, step))
+        if missing := [n for n in names if n not in tensors]:
+            raise RunError(f"{checkpoint_path(run_dir, step)} lacks {', '.join(missing)}; it cannot be continued from")
+        params, opt_state = {n: tensors[n] for n in names}, None
+        warnings.warn(f"{cfg.name}: no resume state; continuing from the weights of step {step} ({cfg.checkpoint_dtype}) with AdamW's "
+                      "moments restarted at zero: not the trajectory of an uninterrupted run", RuntimeWarning, stacklevel=4)
+    else:
+        refuse_restart_over_progress(run_dir, cfg.name, "To continue from its last weights with the optimiser restarted, add "
+                                     "--from-weights; to start over, train under another --name.")
         return None
-    warn_if_machine_differs(cfg.name, record, dev)
-    tensors, meta = read_tensors(run_dir / "state.safetensors")
-    step = int(meta["step"])
     if cfg.steps < step:
         raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
-    # in named_parameters() order (safetensors sorts names): noise is drawn in this order
-    params = {n: tensors[f"param.{n}"] for n in parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)}
-    opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
     metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
     update = None
-    if saved.steps != cfg.steps:  # record the new budget, once everything has been read
+    if saved.steps != cfg.steps or opt_state is None:  # record the new budget, once everything has been read
         update = record
         update["config"]["steps"] = cfg.steps
-        update.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})
+        update.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps,
+                                                 **({"from_weights": "optimiser moments restarted at zero"} if opt_state is None else {})})
     return _Saved(step, params, opt_state, metrics, update)
 
 
-def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s, compile, background_writes) -> list[Path]:
+def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s, compile, background_writes,
+                  from_weights) -> list[Path]:
     first = configs[0]
     task = first.make_task()
     spec = model_spec(first.model)
-    saved = [_read_saved(cfg, d, task, dev, command) if resume else None for cfg, d in zip(configs, run_dirs)]
+    saved = [_read_saved(cfg, d, task, dev, command, from_weights) if resume else None for cfg, d in zip(configs, run_dirs)]
     if any(s is None for s in saved) and any(s is not None for s in saved):
         raise RunError("some ensemble members have no resume state and some do; resume them one by one")
     if len({s.step for s in saved if s is not None}) > 1:
@@ -258,7 +280,9 @@ def _train_locked(configs, run_dirs, resume, dev, progress, command, capture, st
     opt = _optimizer(members, trainable, task, dev)
     if start_step:
         for key in opt.state:
-            opt.state[key].copy_(torch.stack([s.opt_state[key] for s in saved]).to(dev))
+            for e, s in enumerate(saved):
+                if s.opt_state is not None:  # continued from weights alone: the moments stay at zero
+                    opt.state[key][e].copy_(s.opt_state[key])
         opt.t.fill_(start_step)
 
     inputs = task.all_inputs().to(dev)

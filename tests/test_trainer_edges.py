@@ -386,3 +386,51 @@ def test_background_writer_keeps_order_and_bounds_its_queue():
         writer.put(write, i)
     writer.close()
     assert done == list(range(20)) and not writer.thread.is_alive()
+
+
+# ---- a run without a resume state (removed, or a packed or copied run) ---------------------------
+
+
+def file_digests(run_dir: Path) -> dict:
+    return {f.relative_to(run_dir).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(run_dir.rglob("*")) if f.is_file() and f.name != ".lock"}
+
+
+def test_resume_without_state_refuses_to_delete_progress_and_continues_from_weights(tmp_path, capsys):
+    args = ["--run", "tiny23", "--steps", "200", "--checkpoint-every", "50", "--name", "r", "--runs-dir", str(tmp_path)]
+    assert cli(capsys, *args)[0] == 0
+    run = tmp_path / "r"
+    (run / "state.safetensors").unlink()
+    before = file_digests(run)
+    code, _, err = cli(capsys, *args[:2], "--steps", "300", *args[6:], "--resume")
+    assert code != 0 and "--from-weights" in err and "step 200" in err
+    assert file_digests(run) == before  # nothing deleted, nothing restarted
+    code, _, err = cli(capsys, *args[:2], "--steps", "300", *args[6:], "--from-weights")
+    assert code == 2 and "--resume" in err
+
+    code, _, err = cli(capsys, *args[:2], "--steps", "300", *args[6:], "--resume", "--from-weights")
+    assert code == 0, err
+    assert "weights of step 200" in err and "moments restarted at zero" in err
+    after = file_digests(run)
+    assert all(after[k] == v for k, v in before.items() if k.startswith("checkpoints/"))  # the trained checkpoints kept as they were
+    assert sorted(set(after) - set(before)) == ["checkpoints/step_00000250.safetensors", "checkpoints/step_00000300.safetensors",
+                                                "state.safetensors"]  # and a resume state again
+    steps = [r["step"] for r in read_metrics(run / "metrics.csv")]
+    assert steps[-3:] == [200, 250, 300] and steps == sorted(set(steps))
+    resumed = json.loads((run / "config.json").read_text())["resumed"][-1]
+    assert (resumed["from_step"], resumed["steps"], resumed["from_weights"]) == (200, 300, "optimiser moments restarted at zero")
+    # it went on from the trained weights (a restart would be near step 0's): 9 against 29 when written
+    w = {step: read_tensors(checkpoint_path(run, step))[0] for step in (0, 200, 250)}
+    dist = lambda a, b: sum((w[a][k].double() - w[b][k].double()).pow(2).sum() for k in w[a]).sqrt()  # noqa: E731
+    assert dist(250, 200) < 0.5 * dist(0, 200)
+
+
+def test_sequence_resume_without_state_refuses_to_delete_progress(tmp_path, capsys):
+    ref = train_sequence(dataclasses.replace(SEQ, name="s"), tmp_path, progress=False)
+    (ref / "state.safetensors").unlink()
+    before = file_digests(ref)
+    with pytest.raises(RunError, match="checkpoints up to step 30"):
+        train_sequence(dataclasses.replace(SEQ, name="s", steps=40), tmp_path, progress=False, resume=True)
+    assert file_digests(ref) == before
+    code, _, err = cli(capsys, "--run", "s", "--resume", "--from-weights", "--runs-dir", str(tmp_path))
+    assert code == 2 and "table runs" in err
