@@ -55,6 +55,13 @@ def _project(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
     return out.reshape(*x.shape[:-1], *W.shape[1:2], W.shape[-1])
 
 
+def _affine(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """x (E, *, d_in) @ W (E, d_in, d_out) + b (E, d_out), the bias added inside the matrix product
+    (``baddbmm``): one pass over the output instead of two."""
+    out = torch.baddbmm(b[:, None], x.reshape(x.shape[0], -1, x.shape[-1]), W)
+    return out.reshape(*x.shape[:-1], W.shape[-1])
+
+
 def forward(
     params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec, cache: dict | None = None,
     dropout: Callable[[Tensor], Tensor] | None = None, attention_rate: Float[Tensor, "E"] | None = None,
@@ -93,23 +100,24 @@ def forward(
         if attention_rate is not None:
             pattern = mix_uniform_attention(pattern, attention_rate, causal=not last)
         z = (pattern[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
-        attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
+        W_O = p("attn.W_O")
+        attn_out = _affine(z.flatten(-2), W_O.reshape(E, -1, W_O.shape[-1]), p("attn.b_O"))
         resid = resid[:, :, qpos] + (dropout(attn_out) if dropout else attn_out)
         if post_ln:
             resid = layer_norm(resid, p("ln1.w"), p("ln1.b"))
         if not spec.attn_only:
             h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if pre_ln else resid
-            post = (torch.einsum("ebqm,emn->ebqn", h, p("mlp.W_in")) + p("mlp.b_in")[:, None, None]).relu()
+            post = _affine(h, p("mlp.W_in"), p("mlp.b_in")).relu_()
             if cache is not None and last:
                 cache["mlp_post"] = post[:, :, -1]
-            mlp_out = torch.einsum("ebqn,enm->ebqm", post, p("mlp.W_out")) + p("mlp.b_out")[:, None, None]
+            mlp_out = _affine(post, p("mlp.W_out"), p("mlp.b_out"))
             resid = resid + (dropout(mlp_out) if dropout else mlp_out)
             if post_ln:
                 resid = layer_norm(resid, p("ln2.w"), p("ln2.b"))
     final = resid[:, :, -1]
     if pre_ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])
-    return torch.einsum("ebm,emv->ebv", final, params["unembed.W_U"]) + params["unembed.b_U"][:, None]
+    return _affine(final, params["unembed.W_U"], params["unembed.b_U"])
 
 
 def mix_uniform_attention(pattern: Float[Tensor, "E B q k H"], rate: Float[Tensor, "E"], causal: bool) -> Tensor:

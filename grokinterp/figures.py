@@ -6,6 +6,7 @@ Each function takes analysis results (numpy arrays, dataclasses) and returns a `
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -457,7 +458,7 @@ def _browser_found() -> bool:
 
 class FigureWriter:
     """Writes figures as they are made: each HTML at once (see ``write_html``), and, where Chrome is
-    found, each PNG on a background thread that keeps one Chromium open (kaleido's server), so the
+    found, each PNG on a background thread that keeps one Chromium open (through kaleido), so the
     rendering overlaps the analyses that make the next figures. ``close`` (or leaving the ``with``)
     waits for the PNGs; ``written`` lists every file written.
 
@@ -488,7 +489,10 @@ class FigureWriter:
             write_html(fig, path, self.self_contained)
             self.written.append(path)
         if self._pngs is not None and figs:
-            self._pngs.put(dict(figs))
+            # as JSON made here: kaleido's encoder, on the render thread, would import pandas for numpy
+            # arrays, and an import racing the main thread's import of it fails ("partially initialized module")
+            self._pngs.put([(self.out / f"{stem}.png", json.loads(fig.to_json()), fig.layout.width or WIDTH, fig.layout.height or HEIGHT)
+                            for stem, fig in figs.items()])
             if self._thread.ident is None:  # the first PNGs start the thread
                 self._thread.start()
 
@@ -507,33 +511,48 @@ class FigureWriter:
         return self.written
 
     def _render(self) -> None:
-        import warnings
+        import asyncio
 
-        import plotly.io as pio
+        try:
+            asyncio.run(self._render_pngs())
+        except Exception as e:  # closing the browser failed: say so, as for any other PNG failure
+            self._failed = self._failed or e
 
-        server = False
-        while (figs := self._pngs.get()) is not None:
-            if self._failed is not None:
-                continue
-            try:
-                import kaleido
+    async def _render_pngs(self) -> None:
+        """Render queued figures in one Chromium (kaleido's async API) until ``None`` arrives."""
+        import asyncio
+        import contextlib
 
-                with warnings.catch_warnings():  # kaleido notes that options are ignored with a server
-                    warnings.simplefilter("ignore")
-                    if not server:
-                        if not _browser_found():  # kaleido's server would wait for it forever
+        browser = None
+        async with contextlib.AsyncExitStack() as stack:
+            while (pngs := await asyncio.to_thread(self._pngs.get)) is not None:
+                if self._failed is not None:
+                    continue
+                try:
+                    if browser is None:
+                        if not _browser_found():  # kaleido would wait for one forever
                             raise FileNotFoundError("no Chrome/Chromium found")
-                        kaleido.start_sync_server(silence_warnings=True)
-                        server = True
-                    pngs = [self.out / f"{stem}.png" for stem in figs]
-                    figures = list(figs.values())
-                    pio.write_images(figures, pngs, width=[f.layout.width or WIDTH for f in figures],
-                                     height=[f.layout.height or HEIGHT for f in figures])
-                self.written += pngs
-            except Exception as e:  # no Chrome, or kaleido missing: HTML is still there
-                self._failed = e
-        if server:
-            kaleido.stop_sync_server(silence_warnings=True)
+                        browser = await stack.enter_async_context(_kaleido_keeping_its_page()(n=1, mathjax=False))  # MathJax would come from a CDN
+                    await browser.write_fig_from_object(
+                        [{"fig": fig, "path": path, "opts": {"format": "png", "width": width, "height": height, "scale": 1}}
+                         for path, fig, width, height in pngs], cancel_on_error=True)
+                    self.written += [path for path, *_ in pngs]
+                except Exception as e:  # no Chrome, or kaleido missing: HTML is still there
+                    self._failed = e
+
+
+def _kaleido_keeping_its_page():
+    """kaleido.Kaleido that keeps its page loaded between figures. Kaleido reloads the page, plotly.js
+    and all, after every figure (about 0.25 CPU-s each here); each figure is drawn afresh either way,
+    and the PNGs are byte-identical without the reload (tests/test_figures.py). Overrides a private
+    method: should kaleido rename it, the override goes unused and the reloads come back."""
+    import kaleido
+
+    class KaleidoKeepingItsPage(kaleido.Kaleido):
+        async def _return_kaleido_tab(self, tab, *args, **kwargs):
+            await self.tabs_ready.put(tab)
+
+    return KaleidoKeepingItsPage
 
 
 def save_figures(figs: dict[str, go.Figure], out: Path, png: bool = True, quiet: bool = False,

@@ -173,15 +173,22 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
 
 
-def test_resume_without_state_starts_from_step_0(capsys, run_copy, tiny_run):
-    """A run with no resume state (killed before its first state write) is trained afresh by --resume."""
-    (run_copy / "state.safetensors").unlink()
-    code, _, err = run_cli(capsys, "train", "--run", "copy", "--resume", "--steps", "100", "--no-progress", "--runs-dir", str(run_copy.parent))
-    assert code == 0 and "no resume state" in err and "training from step 0" in err
+def test_resume_without_state_keeps_the_run_and_continues_only_from_its_weights(capsys, run_copy, tiny_run):
+    """A trained run whose resume state is gone is not restarted (which would delete its checkpoints);
+    --from-weights continues it from the last checkpoint. (Runs killed before their first state write
+    restart from step 0: tests/test_trainer_edges.py.)"""
     from grokinterp.runs import load_run
 
+    (run_copy / "state.safetensors").unlink()
+    last = tiny_run.steps[-1]
+    args = ["train", "--run", "copy", "--resume", "--steps", str(last + 100), "--no-progress", "--runs-dir", str(run_copy.parent)]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 1 and f"checkpoints up to step {last}:" in err and "--from-weights" in err
+    assert load_run(run_copy).steps == tiny_run.steps
+    code, _, err = run_cli(capsys, *args, "--from-weights")
+    assert code == 0 and f"weights of step {last}" in err
     run = load_run(run_copy)
-    assert max(run.steps) == 100 and run.metrics["step"][-1] == 100  # the old checkpoints up to 1000 are gone
-    n = len(run.metrics["step"])
-    for k in tiny_run.metrics:  # what a fresh run writes: the first 100 steps of the tiny run
-        assert (run.metrics[k] == tiny_run.metrics[k][:n]).all(), k
+    assert run.steps[: len(tiny_run.steps)] == tiny_run.steps and run.steps[-1] == run.metrics["step"][-1] == last + 100
+    n = len(tiny_run.metrics["step"])
+    for k in tiny_run.metrics:  # what the run had before is kept
+        assert (run.metrics[k][:n] == tiny_run.metrics[k]).all(), k

@@ -199,20 +199,52 @@ def test_one_figure_is_self_contained_several_share_plotly_js(tmp_path):
 
 def test_a_hanging_png_export_does_not_hang_the_writer(monkeypatch, tmp_path, capsys):
     """A browser that never answers: `close` gives up after PNG_TIMEOUT_S, keeps the HTML and notes it once."""
+    import asyncio
     import threading
 
-    import kaleido
-    import plotly.io as pio
-
     release = threading.Event()
+
+    class Hanging:  # kaleido.Kaleido's async interface, answering never
+        def __init__(self, **kwargs):
+            pass
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return None
+
+        async def write_fig_from_object(self, specs, **kwargs):
+            await asyncio.to_thread(release.wait)
+
     monkeypatch.setattr(F, "PNG_TIMEOUT_S", 1)
     monkeypatch.setattr(F, "_browser_found", lambda: True)
     monkeypatch.setattr(F, "_png_warned", False)
-    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kwargs: None)
-    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kwargs: None)
-    monkeypatch.setattr(pio, "write_images", lambda *args, **kwargs: release.wait())
+    monkeypatch.setattr(F, "_kaleido_keeping_its_page", lambda: Hanging)
     with F.FigureWriter(tmp_path) as writer:
         writer.add({"a": F.go.Figure()})
     assert [p.name for p in writer.written] == ["a.html"] and (tmp_path / "a.html").exists()
     assert capsys.readouterr().out.count("PNG export skipped (TimeoutError)") == 1
     release.set()
+
+
+def test_pngs_without_kaleidos_page_reloads_are_the_same_bytes(tmp_path):
+    """The writer keeps kaleido's page loaded between figures; plotly's own export reloads it after
+    each. A heatmap, a log-axis line plot and a scatter with text come out byte-identical."""
+    from choreographer.browsers.chromium import Chromium
+
+    if Chromium.find_browser(skip_local=False) is None:
+        pytest.skip("no Chrome/Chromium on this machine: PNG export untested here (.ci/run installs Chromium)")
+    import plotly.io as pio
+
+    rng = np.random.default_rng(0)
+    figs = {"heat": F.go.Figure(F.go.Heatmap(z=rng.normal(size=(30, 40)))),
+            "lines": F.go.Figure(F.go.Scatter(x=np.arange(1, 200), y=rng.random(199).cumsum())).update_xaxes(type="log"),
+            "text": F.go.Figure(F.go.Scatter(x=rng.random(20), y=rng.random(20), mode="markers+text", text=[str(i) for i in range(20)]))}
+    with F.FigureWriter(tmp_path / "kept", self_contained=True) as writer:
+        writer.add(figs)
+    (tmp_path / "plotly").mkdir()
+    pio.write_images(list(figs.values()), [tmp_path / "plotly" / f"{k}.png" for k in figs], width=F.WIDTH, height=F.HEIGHT)
+    for k in figs:
+        kept, reloaded = (tmp_path / d / f"{k}.png" for d in ("kept", "plotly"))
+        assert kept.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and kept.read_bytes() == reloaded.read_bytes(), k
