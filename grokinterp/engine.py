@@ -55,16 +55,18 @@ def _project(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
     return out.reshape(*x.shape[:-1], *W.shape[1:2], W.shape[-1])
 
 
-def _affine(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
-    """x (E, *, d_in) @ W (E, d_in, d_out) + b (E, d_out), the bias added inside the matrix product
-    (``baddbmm``): one pass over the output instead of two."""
+def _affine(equation: str, x: Tensor, W: Tensor, b: Tensor, fused: bool) -> Tensor:
+    """x (E, *, d_in) @ W (E, d_in, d_out) + b (E, d_out), as ``einsum(equation)`` + b, or ``fused``:
+    the bias added inside the matrix product (``baddbmm``), one pass over the output instead of two."""
+    if not fused:
+        return torch.einsum(equation, x, W) + b.reshape(b.shape[0], *(1,) * (x.dim() - 2), b.shape[-1])
     out = torch.baddbmm(b[:, None], x.reshape(x.shape[0], -1, x.shape[-1]), W)
     return out.reshape(*x.shape[:-1], W.shape[-1])
 
 
 def forward(
     params: dict[str, Tensor], tokens: Int[Tensor, "E batch pos"], spec: ModelSpec, cache: dict | None = None,
-    dropout: Callable[[Tensor], Tensor] | None = None, attention_rate: Float[Tensor, "E"] | None = None,
+    dropout: Callable[[Tensor], Tensor] | None = None, attention_rate: Float[Tensor, "E"] | None = None, fused: bool = False,
 ) -> Float[Tensor, "E batch d_vocab_out"]:
     """Logits at the final position for every example of every ensemble member.
 
@@ -74,6 +76,9 @@ def forward(
     the residual stream (residual dropout, Power et al.); it maps (E, batch, pos, d_model) to itself.
     ``attention_rate`` (E,): each member's alpha in [0, 1] (an ensemble over rates); None: every member
     has ``spec.attention_rate`` (a run's spec, ``RunConfig.spec``), and at 1 no mixing is computed.
+    ``fused`` (analyses, without gradients): biases added inside the matrix products and ReLU in place,
+    20-25% faster on the CPU; it rounds differently (logits ~5e-7 relative), so training and its logged
+    metrics keep the unfused arithmetic that every trained run was made with.
     """
     E, B, T = tokens.shape
     if attention_rate is None and spec.attention_rate != 1:
@@ -100,24 +105,24 @@ def forward(
         if attention_rate is not None:
             pattern = mix_uniform_attention(pattern, attention_rate, causal=not last)
         z = (pattern[..., None] * v[:, :, None]).sum(3)  # (E, B, q, H, d_head)
-        W_O = p("attn.W_O")
-        attn_out = _affine(z.flatten(-2), W_O.reshape(E, -1, W_O.shape[-1]), p("attn.b_O"))
+        attn_out = torch.einsum("ebqhd,ehdm->ebqm", z, p("attn.W_O")) + p("attn.b_O")[:, None, None]
         resid = resid[:, :, qpos] + (dropout(attn_out) if dropout else attn_out)
         if post_ln:
             resid = layer_norm(resid, p("ln1.w"), p("ln1.b"))
         if not spec.attn_only:
             h = layer_norm(resid, p("ln2.w"), p("ln2.b")) if pre_ln else resid
-            post = _affine(h, p("mlp.W_in"), p("mlp.b_in")).relu_()
+            pre = _affine("ebqm,emn->ebqn", h, p("mlp.W_in"), p("mlp.b_in"), fused)
+            post = pre.relu_() if fused else pre.relu()
             if cache is not None and last:
                 cache["mlp_post"] = post[:, :, -1]
-            mlp_out = _affine(post, p("mlp.W_out"), p("mlp.b_out"))
+            mlp_out = _affine("ebqn,enm->ebqm", post, p("mlp.W_out"), p("mlp.b_out"), fused)
             resid = resid + (dropout(mlp_out) if dropout else mlp_out)
             if post_ln:
                 resid = layer_norm(resid, p("ln2.w"), p("ln2.b"))
     final = resid[:, :, -1]
     if pre_ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])
-    return _affine(final, params["unembed.W_U"], params["unembed.b_U"])
+    return _affine("ebm,emv->ebv", final, params["unembed.W_U"], params["unembed.b_U"], fused)
 
 
 def mix_uniform_attention(pattern: Float[Tensor, "E B q k H"], rate: Float[Tensor, "E"], causal: bool) -> Tensor:

@@ -71,5 +71,5 @@ def logits_and_neurons(weights: dict[str, Tensor], task: Task, spec: ModelSpec, 
     inputs = task.all_inputs() if inputs is None else inputs
     S = n_checkpoints(weights)
     cache: dict = {}
-    logits = forward(weights, inputs.expand(S, -1, -1), spec, cache)
+    logits = forward(weights, inputs.expand(S, -1, -1), spec, cache, fused=True)
     return logits, cache.get("mlp_post")
