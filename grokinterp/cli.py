@@ -144,7 +144,9 @@ def _train(args) -> int:
         if existing.kind == "sequence":
             from .sequence_training import read_sequence_config
 
-            return _train_sequence(args, read_sequence_config(existing.path), existing.path.parent)
+            # the folder's name, not the one in its config.json: a copied run is resumed where it is
+            return _train_sequence(args, dataclasses.replace(read_sequence_config(existing.path), name=existing.name),
+                                   existing.path.parent)
         base, args.runs_dir = existing.config.replace(name=existing.name), existing.path.parent
     elif args.run:
         raise UsageError(f"unknown preset {args.run!r}; choose one of {', '.join(PRESETS)}, or define a run with --task ... --name NAME")
@@ -517,8 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background-writes", action=argparse.BooleanOptionalAction, help="write checkpoints, metrics and resume state "
                    "on a background thread while training goes on, or between steps (default: in the background on CUDA only)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--from-weights", action="store_true", help="with --resume, for a run without a resume state (state.safetensors; "
-                   "e.g. a packed or copied run): continue from its last saved weights with AdamW's moments restarted at zero")
+    p.add_argument("--from-weights", action="store_true", help="with --resume, for a table run without a resume state (state.safetensors; "
+                   "e.g. a packed or copied run): continue from its last saved weights with AdamW's moments restarted at zero "
+                   "(a run that has its state resumes from it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_runs_dir(p)
 

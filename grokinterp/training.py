@@ -212,29 +212,34 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str, from_wei
     if saved.replace(steps=cfg.steps, name=cfg.name, description=cfg.description) != cfg:  # the description is not a setting
         raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
     names = parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)  # named_parameters() order: noise is drawn in it
+    last = max(checkpoint_steps_on_disk(run_dir), default=0)
     if (run_dir / "state.safetensors").is_file():
         warn_if_machine_differs(cfg.name, record, dev)
         tensors, meta = read_tensors(run_dir / "state.safetensors")
         step = int(meta["step"])
         params = {n: tensors[f"param.{n}"] for n in names}
         opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
-    elif from_weights and checkpoint_steps_on_disk(run_dir):
-        step = checkpoint_steps_on_disk(run_dir)[-1]
+        if from_weights:
+            warnings.warn(f"{cfg.name} has a resume state: resuming from it (step {step}); --from-weights is not needed",
+                          RuntimeWarning, stacklevel=4)
+    elif from_weights and last > 0:  # (from step 0 alone a restart is the same run)
+        step = last
         tensors, _ = read_tensors(checkpoint_path(run_dir, step))
         if missing := [n for n in names if n not in tensors]:
             raise RunError(f"{checkpoint_path(run_dir, step)} lacks {', '.join(missing)}; it cannot be continued from")
         params, opt_state = {n: tensors[n] for n in names}, None
-        warnings.warn(f"{cfg.name}: no resume state; continuing from the weights of step {step} ({cfg.checkpoint_dtype}) with AdamW's "
-                      "moments restarted at zero: not the trajectory of an uninterrupted run", RuntimeWarning, stacklevel=4)
     else:
         refuse_restart_over_progress(run_dir, cfg.name, "To continue from its last weights with the optimiser restarted, add "
                                      "--from-weights; to start over, train under another --name.")
         return None
     if cfg.steps < step:
         raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
+    if opt_state is None and cfg.steps > step:
+        warnings.warn(f"{cfg.name}: no resume state; continuing from the weights of step {step} ({cfg.checkpoint_dtype}) with AdamW's "
+                      "moments restarted at zero: not the trajectory of an uninterrupted run", RuntimeWarning, stacklevel=4)
     metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
     update = None
-    if saved.steps != cfg.steps or opt_state is None:  # record the new budget, once everything has been read
+    if saved.steps != cfg.steps or (opt_state is None and cfg.steps > step):  # record it, once everything has been read
         update = record
         update["config"]["steps"] = cfg.steps
         update.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps,

@@ -434,3 +434,14 @@ def test_sequence_resume_without_state_refuses_to_delete_progress(tmp_path, caps
     assert file_digests(ref) == before
     code, _, err = cli(capsys, "--run", "s", "--resume", "--from-weights", "--runs-dir", str(tmp_path))
     assert code == 2 and "table runs" in err
+
+
+def test_a_copied_sequence_run_resumes_in_its_own_folder(tmp_path, capsys):
+    """Resumed by path, a sequence run continues where it is, not in the folder named in its config.json."""
+    ref = train_sequence(dataclasses.replace(SEQ, name="s"), tmp_path / "runs", progress=False)
+    before = file_digests(ref)
+    shutil.copytree(ref, tmp_path / "other" / "x")
+    code, out, err = cli(capsys, "--run", str(tmp_path / "other" / "x"), "--resume", "--steps", "40")
+    assert code == 0, err
+    assert state_step(tmp_path / "other" / "x") == 40 and "x: 40 steps" in out
+    assert file_digests(ref) == before
