@@ -76,9 +76,10 @@ def forward(
     the residual stream (residual dropout, Power et al.); it maps (E, batch, pos, d_model) to itself.
     ``attention_rate`` (E,): each member's alpha in [0, 1] (an ensemble over rates); None: every member
     has ``spec.attention_rate`` (a run's spec, ``RunConfig.spec``), and at 1 no mixing is computed.
-    ``fused`` (analyses, without gradients): biases added inside the matrix products and ReLU in place,
-    20-25% faster on the CPU; it rounds differently (logits ~5e-7 relative), so training and its logged
-    metrics keep the unfused arithmetic that every trained run was made with.
+    ``fused`` (analyses, without gradients): biases added inside the matrix products and ReLU in place
+    (an analysis forward 5-20% faster on the CPU; docs/benchmarks.md). ``baddbmm`` may round otherwise
+    than product-then-add, so training and its logged metrics keep the unfused arithmetic that every
+    trained run was made with.
     """
     E, B, T = tokens.shape
     if attention_rate is None and spec.attention_rate != 1:
