@@ -29,7 +29,7 @@ args = parser.parse_args()
 
 run = load_run(Path(args.run))
 group = run.task.group
-X = run.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].double().transpose(1, 2)  # (S, n, d): a row per element
+X = run.output_vectors().double()  # (S, n, d): a row per element
 cs = coset_scores(X, group)
 class_of = np.array([group.subgroups[p.subgroup].class_id for p in cs.partitions])
 class_ids = {s.name: s.class_id for s in group.subgroups}

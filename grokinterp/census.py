@@ -34,7 +34,7 @@ def members_of_sweep(root: Path) -> tuple[list[dict], FiniteGroup]:
         if run.task.group is None or not run.steps:
             continue
         group = group or run.task.group
-        X = run.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].transpose(1, 2)
+        X = run.output_vectors()
         members.append({"run": d.name, "seed": run.config.seed, "frac": run.config.frac, "steps": run.steps, "X": X,
                         "metrics": run.metrics})
     if not members:

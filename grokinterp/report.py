@@ -340,7 +340,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     group = _require_group(run, "cosets")
     steps = np.array(run.steps)
     if matrix == "W_U":
-        X = run.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].transpose(1, 2)
+        X = run.output_vectors()
     elif matrix == "W_E":
         X = run.stacked_weights(names=["embed.W_E"])["embed.W_E"][:, : group.n]
     else:
@@ -481,7 +481,7 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     logits, _ = logits_and_neurons(w, run.task, spec)
     cos = logit_irrep_cosines(logits, run.task.pairs, group)[0].numpy()
     steps = np.array(run.steps)
-    over = irrep_shares(run.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].transpose(1, 2), group).numpy()
+    over = irrep_shares(run.output_vectors(), group).numpy()
     logit_share = cos**2
     top = np.argsort(-logit_share)[:2]
     payload = {"run": run.name, "step": step, "irreps": names, "dims": group.character_table[:, 0].real.round().astype(int).tolist(),

@@ -147,6 +147,10 @@ class Run:
         per_step = [self._read_checkpoint(s, names) for s in steps]
         return {k: torch.stack([w[k] for w in per_step]) for k in per_step[0]}
 
+    def output_vectors(self):
+        """(S, d_vocab_out, d_model): W_U^T at every checkpoint, one row per output token (group element)."""
+        return self.stacked_weights(names=["unembed.W_U"])["unembed.W_U"].transpose(1, 2)
+
     @cached_property
     def _expected_shapes(self) -> dict:
         from .models import parameter_shapes

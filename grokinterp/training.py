@@ -212,7 +212,6 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str, from_wei
     if saved.replace(steps=cfg.steps, name=cfg.name, description=cfg.description) != cfg:  # the description is not a setting
         raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
     names = parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)  # named_parameters() order: noise is drawn in it
-    last = max(checkpoint_steps_on_disk(run_dir), default=0)
     if (run_dir / "state.safetensors").is_file():
         warn_if_machine_differs(cfg.name, record, dev)
         tensors, meta = read_tensors(run_dir / "state.safetensors")
@@ -222,8 +221,7 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str, from_wei
         if from_weights:
             warnings.warn(f"{cfg.name} has a resume state: resuming from it (step {step}); --from-weights is not needed",
                           RuntimeWarning, stacklevel=4)
-    elif from_weights and last > 0:  # (from step 0 alone a restart is the same run)
-        step = last
+    elif from_weights and (step := max(checkpoint_steps_on_disk(run_dir), default=0)) > 0:  # from step 0, a restart is the same run
         tensors, _ = read_tensors(checkpoint_path(run_dir, step))
         if missing := [n for n in names if n not in tensors]:
             raise RunError(f"{checkpoint_path(run_dir, step)} lacks {', '.join(missing)}; it cannot be continued from")
