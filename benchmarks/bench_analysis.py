@@ -88,7 +88,6 @@ def loop_analysis(run, steps, keys):
     """The same measures, one HookedTransformer.run_with_cache per checkpoint."""
     task, p = run.task, run.task.p
     inputs, labels, train = task.all_inputs(), task.all_labels(), torch.from_numpy(run.train_mask)
-    dirs = fa.answer_directions(task.labels, p, keys)
     rows = []
     with torch.no_grad():
         for s in steps:
@@ -96,7 +95,7 @@ def loop_analysis(run, steps, keys):
             logits, act_cache = model.run_with_cache(inputs)
             final = logits[None, :, -1].double()
             nll, correct = per_example_loss(final, labels[None]), (final.argmax(-1) == labels).double()
-            r, e = restricted_and_excluded_loss(final, labels, dirs, train)
+            r, e = restricted_and_excluded_loss(final, labels, keys, train)
             w = as_stacked(model)
             rows.append({"train_loss": nll[:, train].mean().item(), "test_loss": nll[:, ~train].mean().item(),
                          "train_acc": correct[:, train].mean().item(), "test_acc": correct[:, ~train].mean().item(),

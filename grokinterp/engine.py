@@ -24,6 +24,7 @@ import math
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -76,14 +77,17 @@ def forward(
     the residual stream (residual dropout, Power et al.); it maps (E, batch, pos, d_model) to itself.
     ``attention_rate`` (E,): each member's alpha in [0, 1] (an ensemble over rates); None: every member
     has ``spec.attention_rate`` (a run's spec, ``RunConfig.spec``), and at 1 no mixing is computed.
-    ``fused`` (analyses, without gradients): biases added inside the matrix products and ReLU in place
-    (an analysis forward 5-20% faster on the CPU; docs/benchmarks.md). ``baddbmm`` may round otherwise
-    than product-then-add, so training and its logged metrics keep the unfused arithmetic that every
-    trained run was made with.
+    ``fused`` (analyses, without gradients): biases added inside the matrix products and ReLU in place,
+    and a one-layer model without LayerNorm (Nanda et al.'s) computed by ``_one_layer_forward_by_rows``
+    (2-3x faster on the CPU; docs/benchmarks.md). Both round otherwise than the plain order of
+    operations (logits agree to ~1e-6 relative), so training and its logged metrics keep the unfused
+    arithmetic that every trained run was made with.
     """
     E, B, T = tokens.shape
     if attention_rate is None and spec.attention_rate != 1:
         attention_rate = torch.full((E,), spec.attention_rate, device=tokens.device)
+    if fused and spec.n_layers == 1 and spec.normalization_type is None and dropout is None:
+        return _one_layer_forward_by_rows(params, tokens, spec, cache, attention_rate)
     ln = spec.normalization_type is not None
     pre_ln, post_ln = ln and not spec.post_ln, ln and spec.post_ln
     table = params["embed.W_E"][:, :, None, :] + params["pos_embed.W_pos"][:, None, :T, :]  # (E, V, T, d)
@@ -124,6 +128,56 @@ def forward(
     if pre_ln:
         final = layer_norm(final, params["ln_final.w"], params["ln_final.b"])
     return _affine("ebm,emv->ebv", final, params["unembed.W_U"], params["unembed.b_U"], fused)
+
+
+def _one_layer_forward_by_rows(params: dict[str, Tensor], tokens: Tensor, spec: ModelSpec, cache: dict | None,
+                               attention_rate: Tensor | None) -> Tensor:
+    """``forward`` of a one-layer model without LayerNorm, reordered for analyses (same logits up to rounding).
+
+    Without LayerNorm the final position's residual stream is linear in its attention pattern A (E, B, T, H):
+    resid = x[tok_last, T-1] + b_O + sum_{t,h} A[t,h] v[tok_t, t, h] W_O[h], with x = W_E + W_pos and
+    v = x W_V + b_V. So the MLP input (resid W_in + b_in) and the direct logits (resid W_U) are weighted
+    sums of T*H + 1 rows of small per-(token, position, head) tables, which ``embedding_bag`` adds up
+    per example, and the MLP's contribution to the logits is post @ (W_out W_U): per example
+    d_mlp * (T*H + 1 + d_vocab_out) multiply-adds instead of ~d_model * (2 d_mlp + d_vocab_out + ...).
+    The scores are a (V, V, T, H) table too: the last position's query depends only on its token.
+    """
+    E, B, T = tokens.shape
+    p = lambda k: params[f"blocks.0.{k}"]  # noqa: E731
+    x = params["embed.W_E"][:, :, None, :] + params["pos_embed.W_pos"][:, None, :T, :]  # (E, V, T, d)
+    V, dev = x.shape[1], tokens.device
+    q = _project(x[:, :, T - 1], p("attn.W_Q"), p("attn.b_Q"))  # (E, V, H, d_head)
+    k, v = (_project(x, p(f"attn.W_{n}"), p(f"attn.b_{n}")) for n in "KV")  # (E, V, T, H, d_head)
+    H = q.shape[2]
+    member = torch.arange(E, device=dev)[:, None, None]
+    score_table = torch.einsum("euhk,evthk->euvth", q, k).reshape(E * V * V * T, H) / math.sqrt(spec.d_head)
+    where = (tokens[:, :, T - 1 :] * V + tokens) * T + torch.arange(T, device=dev) + V * V * T * member  # (E, B, T)
+    pattern = score_table[where.reshape(-1)].reshape(E, B, 1, T, H).softmax(3)
+    if attention_rate is not None:
+        pattern = mix_uniform_attention(pattern, attention_rate, causal=False)
+    n_rows = V * T * H + V  # value rows (token, position, head), then the last position's direct rows (token)
+    rows = ((tokens * T + torch.arange(T, device=dev)) * H)[..., None] + torch.arange(H, device=dev)  # (E, B, T, H)
+    rows = torch.cat([rows.reshape(E, B, T * H), V * T * H + tokens[:, :, T - 1 :]], 2) + n_rows * member
+    weights = torch.cat([pattern[:, :, 0].reshape(E, B, T * H), pattern.new_ones(E, B, 1)], 2)
+    rows, weights = rows.reshape(E * B, -1), weights.reshape(E * B, -1)
+    W_O, b_O, W_U = p("attn.W_O"), p("attn.b_O")[:, None], params["unembed.W_U"]
+
+    def read_by(M: Tensor, bias: Tensor) -> Tensor:
+        """(E, B, n): resid @ M + bias for M (E, d_model, n), bias (E, n) (b_O @ M already in ``bias``)."""
+        value_rows = torch.einsum("evthk,ehkn->evthn", v, torch.einsum("ehkm,emn->ehkn", W_O, M))
+        direct_rows = torch.baddbmm(bias[:, None], x[:, :, T - 1], M)
+        table = torch.cat([value_rows.reshape(E, V * T * H, -1), direct_rows], 1).reshape(E * n_rows, -1)
+        return F.embedding_bag(rows, table, per_sample_weights=weights, mode="sum").reshape(E, B, -1)
+
+    logit_bias = torch.baddbmm(params["unembed.b_U"][:, None], b_O, W_U)[:, 0]
+    if spec.attn_only:
+        return read_by(W_U, logit_bias)
+    W_in = p("mlp.W_in")
+    post = read_by(W_in, torch.baddbmm(p("mlp.b_in")[:, None], b_O, W_in)[:, 0]).relu_()
+    if cache is not None:
+        cache["mlp_post"] = post
+    logit_bias = torch.baddbmm(logit_bias[:, None], p("mlp.b_out")[:, None], W_U)[:, 0]
+    return torch.baddbmm(read_by(W_U, logit_bias), post, torch.bmm(p("mlp.W_out"), W_U))
 
 
 def mix_uniform_attention(pattern: Float[Tensor, "E B q k H"], rate: Float[Tensor, "E"], causal: bool) -> Tensor:

@@ -118,14 +118,13 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     last = {k: v[-1:] for k, v in w.items()}
     _, acts = logits_and_neurons(last, task, spec)
     keys = sorted(fa.neuron_clusters(fa.neuron_frequency_shares(acts[0].reshape(p, p, -1)), THRESHOLD)[0])
-    directions = fa.answer_directions(task.labels, p, keys)
     train, labels = torch.from_numpy(run.train_mask), task.all_labels()
     K = fa.n_frequencies(p)
     restricted, excluded, maps, sizes = [], [], [], []
     with tqdm(total=len(steps), unit="checkpoint", desc="explorer", disable=not progress) as bar:
         for part in chunks(w, chunk_size(task, spec.d_mlp)):
             logits, acts = logits_and_neurons(part, task, spec)
-            r, e = restricted_and_excluded_loss(logits, labels, directions, train)
+            r, e = restricted_and_excluded_loss(logits, labels, keys, train)
             restricted.append(r)
             excluded.append(e)
             shares = fa.neuron_frequency_shares(acts.reshape(len(logits), p, p, -1))

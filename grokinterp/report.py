@@ -53,7 +53,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     names = fa.basis_names(p)
     emb_norms = fa.embedding_spectrum(w, p)[0].numpy()
     wl_norms = fa.logit_map_spectrum(w)[0].numpy()
-    shares = fa.neuron_frequency_shares(grid_acts).numpy()
+    shares = kf.neuron_shares.numpy()
     payload = {
         "run": run.name, "step": step, "p": p,
         "key_frequencies": keys,
@@ -524,20 +524,20 @@ def training_report(run: Run) -> Report:
 
 def all_reports(run: Run, on_report=None) -> dict[str, Report]:
     """Every report that applies to the run's task, for `grokinterp figures`. ``on_report(report)`` is
-    called as each is done (the figures writer renders its PNGs meanwhile); the t-SNE, one figure,
-    comes last, so the PNGs of the many-figure reports render while it runs."""
+    called as each is done (the figures writer renders its PNGs meanwhile). The training curves and the
+    t-SNE come first: they use one core (the t-SNE mostly imports scikit-learn), while the PNG renderer
+    starts Chromium on the other; the batched analyses after them use both."""
     makers = {"training": training_report, "tsne": tsne_report}
     if run.task.group is not None:
         makers.update(cosets=cosets_report, reps=reps_report)
     elif run.task.is_modular and len(run.task) == run.task.p ** 2:
         makers.update(fourier=fourier_report, progress=progress_report)
-    order = sorted(makers, key=lambda name: name == "tsne")  # the one-figure t-SNE last: the others' PNGs render meanwhile
     done = {}
-    for name in order:
+    for name in makers:
         done[name] = makers[name](run)
         if on_report is not None:
             on_report(done[name])
-    return {name: done[name] for name in makers}
+    return done
 
 
 def portable_command(command: str) -> str:

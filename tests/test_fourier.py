@@ -112,7 +112,7 @@ def test_restricted_loss_of_pure_key_frequency_logits_equals_loss_and_excluded_i
     train = torch.zeros(len(task), dtype=torch.bool)
     train[::3] = True
     dirs = fa.answer_directions(task.labels, P, PLANTED)
-    restricted, excluded = restricted_and_excluded_loss(logits, labels, dirs, train)
+    restricted, excluded = restricted_and_excluded_loss(logits, labels, PLANTED, train)
     loss = per_example_loss(logits, labels[None]).mean()
     assert restricted.item() == pytest.approx(loss.item(), rel=1e-9)
     assert excluded.item() == pytest.approx(np.log(P), rel=1e-6)
@@ -122,6 +122,31 @@ def test_restricted_loss_of_pure_key_frequency_logits_equals_loss_and_excluded_i
     k = PLANTED[0]
     nanda = (torch.outer(B[2 * k - 1], B[2 * k - 1]) - torch.outer(B[2 * k], B[2 * k])) / np.sqrt(2)
     torch.testing.assert_close(dirs[0], nanda.flatten())
+
+
+@pytest.mark.parametrize("op,subset", [("add", False), ("sub", True)])  # subset: 60% of the pairs, answers unevenly often
+def test_restricted_and_excluded_loss_equal_the_per_pair_projection(op, subset):
+    """Computed per answer, the losses equal the definition on every pair: the logits projected on the
+    N-long unit vectors ``answer_directions`` (centred per answer), for random logits of 3 checkpoints."""
+    task = Task(op, P)
+    gen = torch.Generator().manual_seed(0)
+    keep = torch.rand(len(task), generator=gen) < 0.6 if subset else torch.ones(len(task), dtype=torch.bool)
+    labels, z = task.all_labels()[keep], task.labels[keep.numpy()]
+    counts = torch.bincount(labels, minlength=P)
+    assert (counts.max() > counts.min()) == subset
+    logits = torch.randn(3, len(labels), P, dtype=torch.float64, generator=gen) * 3
+    train = torch.rand(len(labels), generator=gen) < 0.3
+    dirs = fa.answer_directions(z, P, PLANTED)
+    gram = dirs @ dirs.T  # orthonormal on the full grid (the progress measures' case); unit vectors on a subset
+    torch.testing.assert_close(gram.diagonal(), torch.ones(2 * len(PLANTED), dtype=torch.float64))
+    assert torch.allclose(gram, torch.eye(2 * len(PLANTED), dtype=torch.float64)) != subset
+    mean = logits.mean(1, keepdim=True)
+    along = torch.einsum("dn,dm,smc->snc", dirs, dirs, logits - mean)  # sum over directions of d d^T (logits - mean)
+    y = labels.expand(3, -1)
+    restricted, excluded = restricted_and_excluded_loss(logits, labels, PLANTED, train)
+    torch.testing.assert_close(restricted, per_example_loss(mean + along, y).mean(1), rtol=1e-12, atol=0)
+    torch.testing.assert_close(excluded, per_example_loss((logits - along)[:, train], y[:, train]).mean(1), rtol=1e-12, atol=0)
+    assert not torch.allclose(restricted, per_example_loss(logits, y).mean(1), rtol=1e-3)  # the projection does something
 
 
 def test_logit_cosine_with_the_algorithm():

@@ -61,6 +61,33 @@ def test_fast_forward_matches_hooked_transformer(name, V, T, device):
         torch.testing.assert_close(params[n].grad[0], p.grad, rtol=1e-3, atol=1e-6, msg=n)
 
 
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize("attn_only", [False, True])
+def test_fused_one_layer_forward_matches_the_plain_forward(attn_only, device):
+    """The analyses' forward of a one-layer model without LayerNorm (read through per-token tables) gives
+    the plain forward's logits and MLP activations: an ensemble of 3 with random weights and non-trivial
+    biases, arbitrary tokens (not the p x p grid) and per-member attention rates."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    V, T = 30, 4
+    spec = dataclasses.replace(model_spec("tiny-1l"), attn_only=attn_only)
+    shapes = {n: s for n, s in parameter_shapes("tiny-1l", V, V - 2, T).items() if not (attn_only and ".mlp." in n)}
+    params = {n: torch.randn(3, *s, device=device) * 0.3 for n, s in shapes.items()}
+    tokens = torch.randint(0, V, (3, 500, T), device=device)
+    for rate in (None, torch.tensor([0.0, 0.4, 1.0], device=device)):
+        plain, fused = {}, {}
+        expected = forward(params, tokens, spec, plain, attention_rate=rate)
+        got = forward(params, tokens, spec, fused, attention_rate=rate, fused=True)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        if attn_only:
+            assert "mlp_post" not in fused
+        else:
+            torch.testing.assert_close(fused["mlp_post"], plain["mlp_post"], rtol=1e-4, atol=1e-4)
+            assert (fused["mlp_post"] == 0).float().mean() > 0.2  # the ReLU is active, not a linear model
+    assert not torch.allclose(forward(params, tokens.flip(2), spec, fused=True), expected, atol=1e-3)
+
+
 def _power_reference_logits(params: dict, tokens, n_layers: int, d_head: int):
     """Power et al.'s block written out plainly: all positions, causal mask, LayerNorm after each add."""
     import torch.nn.functional as F

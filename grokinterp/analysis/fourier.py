@@ -7,7 +7,7 @@ leading batch axes (checkpoints) and works on one checkpoint or on all of them a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -134,6 +134,7 @@ class KeyFrequencies:
     embedding_energy_explained: float  # share of W_E's non-constant energy in the key frequencies
     logit_map_energy_explained: float
     top_neuron_share: float  # the largest share any neuron has in one frequency
+    neuron_shares: Tensor = field(repr=False)  # (d_mlp, K): each neuron's share per frequency (neuron_frequency_shares)
     threshold: float = 0.85
 
     @property
@@ -190,11 +191,24 @@ def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, thr
         embedding_energy_explained=share(e_emb, keys),
         logit_map_energy_explained=share(e_wl, keys),
         top_neuron_share=float(shares.max()) if shares.numel() else 0.0,
+        neuron_shares=shares,
         threshold=threshold,
     )
 
 
 # ---- logits in the Fourier basis --------------------------------------------------------------
+
+
+def answer_direction_table(z: np.ndarray, p: int, freqs: list[int]) -> Float[Tensor, "2F p"]:
+    """``answer_directions`` by answer: row d, column v is direction d's entry at every pair whose answer is v."""
+    z = torch.as_tensor(z, dtype=torch.float64)
+    v = torch.arange(p, dtype=torch.float64)
+    rows = []
+    for k in freqs:
+        w = 2 * np.pi * k / p
+        for f in (torch.cos, torch.sin):
+            rows.append(f(w * v) / f(w * z).norm())
+    return torch.stack(rows) if rows else torch.zeros(0, p, dtype=torch.float64)
 
 
 def answer_directions(z: np.ndarray, p: int, freqs: list[int]) -> Float[Tensor, "2F N"]:
@@ -203,20 +217,13 @@ def answer_directions(z: np.ndarray, p: int, freqs: list[int]) -> Float[Tensor, 
     For x+y over all p^2 pairs these are Nanda et al.'s 2-D directions
     (F_cos (x) F_cos - F_sin (x) F_sin)/sqrt 2 and (F_sin (x) F_cos + F_cos (x) F_sin)/sqrt 2.
     """
-    z = torch.as_tensor(z, dtype=torch.float64)
-    rows = []
-    for k in freqs:
-        w = 2 * np.pi * k / p
-        for f in (torch.cos, torch.sin):
-            v = f(w * z)
-            rows.append(v / v.norm())
-    return torch.stack(rows) if rows else torch.zeros(0, len(z), dtype=torch.float64)
+    return answer_direction_table(z, p, freqs)[:, torch.as_tensor(z, dtype=torch.long)]
 
 
 def logit_projection(logits: Float[Tensor, "S N n"], directions: Float[Tensor, "D N"]) -> Float[Tensor, "S N n"]:
     """The part of the logits (per answer c) along the given input-space directions."""
-    coef = torch.einsum("dn,snc->sdc", directions, logits.double())
-    return torch.einsum("dn,sdc->snc", directions, coef)
+    coef = torch.matmul(directions, logits.double())  # (S, D, n); matmul, not einsum: no copy of the logits
+    return torch.matmul(directions.T, coef)
 
 
 def logit_variance_explained(logits: Float[Tensor, "S N n"], directions: Float[Tensor, "D N"]) -> Float[Tensor, "S"]:

@@ -26,7 +26,7 @@ from ..engine import per_example_loss
 from ..models import ModelSpec, is_trainable
 from ..tasks import Task
 from .batched import chunk_size, chunks, logits_and_neurons
-from .fourier import answer_directions, embedding_spectrum, frequency_energy, logit_map_spectrum, logit_projection
+from .fourier import answer_direction_table, embedding_spectrum, frequency_energy, logit_map_spectrum
 
 
 def gini(c: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
@@ -51,19 +51,28 @@ def sum_squared_weights(weights: dict, spec: ModelSpec | None = None) -> Float[T
     return sum(v.double().pow(2).flatten(1).sum(1) for k, v in weights.items() if is_trainable(k, spec))
 
 
-def restricted_and_excluded_loss(logits: Float[Tensor, "S N n"], labels: Tensor, directions: Float[Tensor, "D N"],
+def restricted_and_excluded_loss(logits: Float[Tensor, "S N n"], labels: Tensor, freqs: list[int],
                                  train: Tensor) -> tuple[Tensor, Tensor]:
     """(restricted loss on all pairs, excluded loss on the train pairs), each of shape (S,).
 
-    restricted logits = each answer's mean over inputs + the part along ``directions``;
-    excluded logits = logits - the part along ``directions``.
+    The directions are ``answer_directions(labels, n, freqs)``: cos(w_k z), sin(w_k z) of each pair's
+    answer z. restricted logits = each answer's mean over inputs + the part along the directions;
+    excluded logits = logits - the part along the directions.
+
+    The directions depend on a pair only through its answer, so the part along them is computed once
+    per answer (n rows, not N) and so are the restricted logits: those of a pair are those of its answer.
     """
     logits = logits.double()
-    y = labels.expand(logits.shape[0], -1)
-    mean = logits.mean(1, keepdim=True)
-    along = logit_projection(logits - mean, directions)
-    restricted = per_example_loss(mean + along, y).mean(1)
-    excluded = per_example_loss((logits - along)[:, train], y[:, train]).mean(1)  # the train pairs only
+    S, N, n = logits.shape
+    table = answer_direction_table(labels.numpy(), n, freqs)  # (D, n)
+    counts = torch.bincount(labels, minlength=n).double()
+    mean = logits.mean(1, keepdim=True)  # (S, 1, n)
+    sums = logits.new_zeros(S, n, n).index_add_(1, labels, logits)  # (S, answer, n): summed logits per answer
+    # per checkpoint: a batched product could round differently with the number of checkpoints batched
+    coef = torch.stack([table @ sums[s] for s in range(S)]) - (table @ counts)[None, :, None] * mean  # directions @ (logits - mean)
+    along = torch.stack([table.T @ coef[s] for s in range(S)])  # (S, answer, n): the part along the directions of a pair with that answer
+    restricted = (per_example_loss(along + mean, torch.arange(n).expand(S, -1)) * counts).sum(1) / N
+    excluded = per_example_loss(logits[:, train] - along[:, labels[train]], labels[train].expand(S, -1)).mean(1)
     return restricted, excluded
 
 
@@ -107,7 +116,6 @@ def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_m
     restricted and excluded losses are NaN (undefined)."""
     train = torch.from_numpy(train_mask)
     labels = task.all_labels()
-    directions = answer_directions(task.labels, task.p, key_freqs)
     cols: dict[str, list] = {k: [] for k in ("train_loss", "test_loss", "restricted_loss", "excluded_loss", "train_acc", "test_acc")}
     for part in chunks(weights, chunk_size(task, spec.d_mlp)):
         logits, _ = logits_and_neurons(part, task, spec)
@@ -117,7 +125,7 @@ def progress_measures(weights: dict, steps, task: Task, spec: ModelSpec, train_m
         nll = per_example_loss(logits, y)
         correct = (logits.argmax(-1) == y).double()
         if key_freqs:
-            restricted, excluded = restricted_and_excluded_loss(logits, labels, directions, train)
+            restricted, excluded = restricted_and_excluded_loss(logits, labels, key_freqs, train)
         else:
             restricted = excluded = torch.full((S,), float("nan"), dtype=torch.float64)
         cols["train_loss"].append(nll[:, train].mean(1))
