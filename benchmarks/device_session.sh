@@ -51,16 +51,23 @@ s5post() { _s5long s5post power-2l-post 1 270; }
 # Issue 17: a census of Power's block on S5 (50% data, AdamW lr 1e-3, wd 1, batch 512): 48 seeds (each its
 # own split) in one ensemble, and beside it 16 seeds at 30% data; 40k steps, weights every 5k. The packer
 # brings back every member's metrics and embeddings, and whole the members whose W_U settles in a 5-dim irrep.
+# Power's 1e5 steps for 48 seeds take about 20 H200 minutes, more than one session's device time: run it in
+# three sessions of 16 seeds, without the 30% sweep, each packed under its own name, e.g.
+#   CENSUS_STEPS=100000 CENSUS_SEEDS=0-15 CENSUS_NAME=census100k_a CENSUS30=0 CENSUS_S=480 bash benchmarks/device_session.sh census
+# (then 16-31 as _b, 32-47 as _c), and pool them: python benchmarks/s5_census_table.py A B C --pool census100k
 census() {
-  local seeds48=$(seq -s, 0 47) seeds16=$(seq -s, 0 15) a b
+  local first=${CENSUS_SEEDS:-0-47} name=${CENSUS_NAME:-census50} a b=
+  local seeds=$(seq -s, "${first%-*}" "${first#*-}") seeds16=$(seq -s, 0 15)
   local common=(--model power-2l-post --tasks s5_mul --wds 1 --steps "${CENSUS_STEPS:-40000}" --checkpoint-every 500 --weights-every 5000
                 --batch-sizes 512 --checkpoint-dtype float16 --max-ensemble 64 --no-figures --runs-dir "$RUNS")
-  ( while sleep 60; do tail -qn1 "$RUNS"/census*/s5_mul_f0.*_s0_*/metrics.csv 2>/dev/null; done ) & local monitor=$!
-  timeout "${CENSUS_S:-420}" "${GI[@]}" sweep --name census50 --fracs 0.5 --seeds "$seeds48" "${common[@]}" > "$RUNS/census50.log" 2>&1 & a=$!
-  timeout "${CENSUS_S:-420}" "${GI[@]}" sweep --name census30 --fracs 0.3 --seeds "$seeds16" "${common[@]}" > "$RUNS/census30.log" 2>&1 & b=$!
+  ( while sleep 60; do tail -qn1 "$RUNS"/census*/s5_mul_f0.*_s"${first%-*}"_*/metrics.csv 2>/dev/null; done ) & local monitor=$!
+  timeout "${CENSUS_S:-420}" "${GI[@]}" sweep --name "$name" --fracs 0.5 --seeds "$seeds" "${common[@]}" > "$RUNS/$name.log" 2>&1 & a=$!
+  if [ "${CENSUS30:-1}" = 1 ]; then
+    timeout "${CENSUS_S:-420}" "${GI[@]}" sweep --name census30 --fracs 0.3 --seeds "$seeds16" "${common[@]}" > "$RUNS/census30.log" 2>&1 & b=$!
+  fi
   wait $a $b; kill $monitor
-  tail -n3 "$RUNS/census50.log" "$RUNS/census30.log"
-  python3 benchmarks/s5_census_pack.py "$RUNS" census50 census30 --out "$OUT"; ls -la "$OUT"; }
+  tail -n3 "$RUNS"/*.log
+  python3 benchmarks/s5_census_pack.py "$RUNS" "$name" ${b:+census30} --out "$OUT"; ls -la "$OUT"; }
 # Issue 16 item 1 (about 6 minutes, at most 8.5 by the time limits): plain loop / eager / captured / compiled+captured step, E = 16/64/256 captured
 # vs compiled, modadd113 to 99% captured vs compiled, `grokinterp train --run modadd113` end to end with writes between
 # steps vs the background writer (and compiled), the profiler's top kernels, then the compiled step's CUDA test.

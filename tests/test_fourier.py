@@ -22,6 +22,21 @@ def test_basis_is_orthonormal_with_correct_names():
     assert names[6] == "sin 3" and torch.allclose(B[6] * np.sqrt(P / 2), torch.sin(2 * np.pi * 3 * x / P))
 
 
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_transform_equals_the_real_fft(dim):
+    """The coefficients against a real FFT: const = X_0 / sqrt(p), cos k = Re X_k / sqrt(p/2), sin k = -Im X_k / sqrt(p/2)."""
+    x = torch.randn(P, P, P, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    X = torch.fft.rfft(x.movedim(dim, -1), dim=-1)
+    expected = torch.empty(x.movedim(dim, -1).shape, dtype=torch.float64)
+    expected[..., 0] = X[..., 0].real / np.sqrt(P)
+    expected[..., 1::2] = X[..., 1:].real / np.sqrt(P / 2)
+    expected[..., 2::2] = X[..., 1:].imag / -np.sqrt(P / 2)
+    torch.testing.assert_close(fa.transform(x, dim), expected.movedim(-1, dim), rtol=0, atol=1e-12)
+    torch.testing.assert_close(fa.transform(x.float().transpose(0, 1), dim), fa.transform(x.transpose(0, 1), dim), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="odd p"):
+        fa.transform(torch.zeros(3, 4), -1)
+
+
 def test_parseval_2d():
     x = torch.randn(P, P, 4, dtype=torch.float64)
     X = fa.transform_2d(x, (0, 1))

@@ -7,6 +7,8 @@ leading batch axes (checkpoints) and works on one checkpoint or on all of them a
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,11 +22,16 @@ def n_frequencies(p: int) -> int:
 
 
 def fourier_basis(p: int, dtype=torch.float64) -> Float[Tensor, "p p"]:
-    """Rows are the orthonormal basis vectors over x = 0..p-1 (p odd)."""
+    """Rows are the orthonormal basis vectors over x = 0..p-1 (p odd). A new tensor each call."""
+    return _basis(p).to(dtype, copy=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(p: int) -> Tensor:
     if p % 2 == 0 or p < 3:
         raise ValueError(f"the Fourier basis here needs an odd p >= 3, got {p}")
-    x = torch.arange(p, dtype=dtype)
-    rows = [torch.full((p,), 1 / np.sqrt(p), dtype=dtype)]
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.full((p,), 1 / np.sqrt(p), dtype=torch.float64)]
     for k in range(1, n_frequencies(p) + 1):
         w = 2 * np.pi * k / p
         rows += [torch.cos(w * x) / np.sqrt(p / 2), torch.sin(w * x) / np.sqrt(p / 2)]
@@ -39,19 +46,18 @@ def basis_names(p: int) -> list[str]:
 def transform(x: Tensor, dim: int = -1) -> Tensor:
     """1-D transform along ``dim`` (of length p): coefficients in the basis, in float64.
 
-    Computed with a real FFT, X_k = sum_x f(x) e^{-2 pi i k x / p}: const = X_0 / sqrt(p),
-    cos k = Re X_k / sqrt(p/2), sin k = -Im X_k / sqrt(p/2); equal to ``x @ fourier_basis(p).T``
-    to float64 rounding, in O(p log p) per vector instead of O(p^2)."""
-    x = x.movedim(dim, -1).double()
-    p = x.shape[-1]
-    if p % 2 == 0 or p < 3:
-        raise ValueError(f"the Fourier basis here needs an odd p >= 3, got {p}")
-    X = torch.fft.rfft(x, dim=-1)
-    out = torch.empty(x.shape, dtype=torch.float64)
-    out[..., 0] = X[..., 0].real / np.sqrt(p)
-    out[..., 1::2] = X[..., 1:].real / np.sqrt(p / 2)
-    out[..., 2::2] = X[..., 1:].imag / -np.sqrt(p / 2)
-    return out.movedim(-1, dim)
+    ``fourier_basis(p) @ x`` along that axis, as one matrix product over a (before, p, after) view
+    (no copy of a contiguous ``x``). Equal to the real-FFT form (const = X_0 / sqrt(p),
+    cos k = Re X_k / sqrt(p/2), sin k = -Im X_k / sqrt(p/2)) to float64 rounding, and for p ~ 100
+    about 3x faster on a CPU than FFTs of the strided vectors (docs/benchmarks.md)."""
+    x = x.double()
+    dim = dim % x.dim()
+    p = x.shape[dim]
+    B = fourier_basis(p)  # checks that p is odd
+    before, after = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1 :])
+    if after == 1:
+        return (x.reshape(before, p) @ B.T).reshape(x.shape)
+    return torch.matmul(B, x.reshape(before, p, after)).reshape(x.shape)
 
 
 def transform_2d(x: Tensor, dims: tuple[int, int] = (-2, -1)) -> Tensor:
@@ -90,19 +96,25 @@ def neuron_frequency_shares(acts: Float[Tensor, "... p p d_mlp"]) -> Float[Tenso
     """Each neuron's share of variance in each frequency's 2-D block (reference-code rule).
 
     Centre the activations over the p^2 inputs, take the 2-D transform, and for frequency k sum
-    the squared coefficients of {const, cos k, sin k} x {const, cos k, sin k}; divide by the total.
+    the squared coefficients of {const, cos k, sin k} x {const, cos k, sin k}; divide by the total
+    (by Parseval, the centred activations' sum of squares). Only those blocks are computed: the
+    transform over a, then over b only the components each a-component meets in a block.
     """
-    acts = acts.double()
-    centred = acts - acts.mean(dim=(-3, -2), keepdim=True)
-    sq = transform_2d(centred, (-3, -2)).pow(2).movedim(-1, -3)  # (..., d_mlp, p, p)
-    K = n_frequencies(acts.shape[-2])
-    # G[k, l]: sum of sq over the components of frequency k (axis a) and l (axis b), 0 = const
-    rows = torch.cat([sq[..., :1, :], sq[..., 1:, :].unflatten(-2, (K, 2)).sum(-2)], -2)  # (..., K+1, p)
-    G = torch.cat([rows[..., :1], rows[..., 1:].unflatten(-1, (K, 2)).sum(-1)], -1)  # (..., K+1, K+1)
-    diag = torch.diagonal(G[..., 1:, 1:], dim1=-2, dim2=-1)
-    shares = G[..., :1, 0] + G[..., 0, 1:] + G[..., 1:, 0] + diag
-    total = sq.sum(dim=(-2, -1)).clamp_min(1e-30)
-    return shares / total[..., None]
+    centred = acts.double() - acts.double().mean(dim=(-3, -2), keepdim=True)
+    p = acts.shape[-2]
+    K = n_frequencies(p)
+    over_a = transform(centred, -3)  # (..., p_a, p_b, d)
+    const_a = transform(over_a[..., 0, :, :], -2)  # (..., p_b, d): a const, every b component
+    ks = torch.arange(1, K + 1)
+    b_rows = fourier_basis(p)[torch.stack([torch.zeros(K, dtype=torch.long), 2 * ks - 1, 2 * ks], 1)]  # (K, 3, p): const, cos k, sin k
+    # a in frequency k (cos k, sin k) against b in (const, cos k, sin k): (..., K, 2, 3, d)
+    sq = torch.einsum("kjb,...kibd->...kijd", b_rows, over_a[..., 1:, :, :].unflatten(-3, (K, 2))).pow(2)
+    shares = (const_a[..., :1, :].pow(2)  # const x const
+              + const_a[..., 1:, :].pow(2).unflatten(-2, (K, 2)).sum(-2)  # const x frequency k
+              + sq[..., 0, :].sum(-2)  # frequency k x const
+              + sq[..., 1:, :].sum((-3, -2)))  # frequency k x frequency k: (..., K, d)
+    total = centred.pow(2).sum(dim=(-3, -2)).clamp_min(1e-30)
+    return (shares / total[..., None, :]).transpose(-1, -2)
 
 
 def gap_key_frequencies(energy: Float[Tensor, "K"], max_keys: int | None = None) -> list[int]:
