@@ -76,6 +76,8 @@ if not args.pool:
 else:
     settings = {json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "split_seed", "name")}, sort_keys=True) for _, _, cfg in parts}
     seeds = [m["seed"] for _, members, _ in parts for m in members]
-    if len(settings) > 1 or len(seeds) != len(set(seeds)):
-        raise SystemExit(f"--pool: the parts differ in settings ({len(settings)} kinds) or repeat a seed")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if len(settings) > 1 or repeated:
+        raise SystemExit(f"--pool: the parts must share their settings and not repeat a seed; here "
+                         + (f"{len(settings)} different settings" if len(settings) > 1 else f"seeds {repeated} repeat"))
     write(args.pool, [m for _, members, _ in parts for m in members], parts[0][2])
