@@ -47,7 +47,7 @@ def transform(x: Tensor, dim: int = -1) -> Tensor:
     """1-D transform along ``dim`` (of length p): coefficients in the basis, in float64.
 
     ``fourier_basis(p) @ x`` along that axis, as one matrix product over a (before, p, after) view
-    (no copy of a contiguous ``x``). Equal to the real-FFT form (const = X_0 / sqrt(p),
+    (no copy of a contiguous float64 ``x``). Equal to the real-FFT form (const = X_0 / sqrt(p),
     cos k = Re X_k / sqrt(p/2), sin k = -Im X_k / sqrt(p/2)) to float64 rounding, and for p ~ 100
     about 3x faster on a CPU than FFTs of the strided vectors (docs/benchmarks.md)."""
     x = x.double()
