@@ -64,11 +64,10 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
     w = run.stacked_weights([step])
     logits, acts = logits_and_neurons(w, run.task, spec)
     accuracy = float((logits[0].argmax(-1) == run.task.all_labels()).double().mean())
+    keys, source = [], None
     if acts is not None:
         kf = fa.key_frequencies(w, acts[0].reshape(p, p, -1), p)
-        keys = kf.from_neurons or kf.from_logit_map
-    else:
-        keys = []
+        keys, source = (kf.from_neurons, "neuron clusters") if kf.from_neurons else (kf.from_logit_map, "W_L spectrum gap")
     f = al.model_logit_fn(w, run.task, spec)
     res = al.algorithm(f, w["embed.W_E"][0, :p], keys, n_triples, seed)
     verdict, reason = res.verdict, res.reason
@@ -76,7 +75,7 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
         verdict, reason = "undetermined", f"accuracy {accuracy:.1%} on the table: the model does not compute a + b"
     payload = {
         "run": run.name, "step": step, "p": p, "attention_rate": rate, "accuracy": accuracy,
-        "key_frequencies": keys, "n_triples": n_triples, "seed": seed,
+        "key_frequencies": keys, "key_frequencies_from": source, "n_triples": n_triples, "seed": seed,
         "overall": _measures_dict(res.overall),
         "per_frequency": {str(k): _measures_dict(m) | {"logit_share": res.circle_shares[k], "minor": res.minor(k)}
                           for k, m in res.per_frequency.items()},
@@ -93,7 +92,10 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
 
     lines = [
         f"{run.name} at step {step} ({run.task.formula}, attention rate {rate:g}, accuracy {accuracy:.1%}):",
-        f"  key frequencies: {_fmt_freqs(keys)}" + ("" if keys else " (no circles found: nothing to classify)"),
+        f"  key frequencies: {_fmt_freqs(keys)}" + (
+            " (no circles found: nothing to classify)" if not keys else
+            " (no neuron clusters: the frequencies above the largest gap of the W_L spectrum, a rule that always returns some)"
+            if source == "W_L spectrum gap" else ""),
         f"  {'':<14} {'grad. symm.':>12} {'cos > 0.99':>10} {'dist. irrel.':>12} {'logit share':>12}  algorithm",
         *[row(f"frequency {k}", m, res.circle_shares[k]) for k, m in res.per_frequency.items()],
         row("whole model", res.overall),

@@ -294,6 +294,8 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     xy = tsne(X, seed)
     payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
     if run.task.group is None:
+        import torch
+
         from .analysis.fourier import component_norms, frequency_energy
 
         p = run.task.p
@@ -301,13 +303,24 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         shares = (energy / energy.sum()).numpy()
         top = [int(i) for i in np.argsort(-shares)[:4]]
         f1 = top[0] + 1
-        payload["frequency_shares"] = {int(i) + 1: float(shares[i]) for i in np.argsort(-shares)}
+        # does the largest share stand out? against the largest share of Gaussian matrices of X's shape
+        noise = frequency_energy(component_norms(torch.randn(200, *X.shape, dtype=torch.float64,
+                                                             generator=torch.Generator().manual_seed(seed))))
+        random_top = float(torch.quantile((noise / noise.sum(-1, keepdim=True)).max(-1).values, 0.99))
         inverse = pow(f1, -1, p)
-        payload["circle_step"] = min(inverse, p - inverse)  # x -> x+k and x -> x-k are the two neighbours
+        stands_out = bool(shares[f1 - 1] > random_top)
+        payload.update(frequency_shares={int(i) + 1: float(shares[i]) for i in np.argsort(-shares)},
+                       largest_share_random_99th=random_top, frequency_stands_out=stands_out,
+                       circle_step=min(inverse, p - inverse) if stands_out else None)  # x -> x+k and x -> x-k are the two neighbours
         lines = [f"{run.name} at step {step:,}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
-                 + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)",
-                 f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them)"]
+                 + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)"]
+        if stands_out:
+            lines.append(f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them; "
+                         f"its share is above {random_top:.1%}, the 99th percentile of the largest share in 200 random Gaussian matrices)")
+        else:
+            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what random Gaussian matrices of "
+                         f"this shape give (99th percentile of their largest: {random_top:.1%}), so there is no circle to join")
         fig = F.tsne_modular(xy, k, f"t-SNE of the output weights ({run.task.formula})", run=run.name, step=step)
     else:
         group = run.task.group

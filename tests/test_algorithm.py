@@ -176,6 +176,10 @@ def test_algorithm_command_on_an_untrained_run(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "undetermined" and out["accuracy"] < 0.5 and out["attention_rate"] == 0.5
     assert set(out["overall"]) == {"gradient_symmetricity", "symmetric_share", "distance_irrelevance", "verdict"}
+    # no neuron clusters: the frequencies examined come from the W_L gap rule, and the report says so
+    assert out["key_frequencies_from"] == "W_L spectrum gap" and out["key_frequencies"]
+    assert main(["algorithm", "--run", "untrained", "--runs-dir", str(runs), "--no-figures", "--triples", "200"]) == 0
+    assert "no neuron clusters: the frequencies above the largest gap of the W_L spectrum" in capsys.readouterr().out
     assert main(["algorithm", "--run", "untrained", "--runs-dir", str(runs), "--triples", "0"]) == 2
     assert main(["algorithm", "--run", "s5", "--no-figures"]) == 1  # not a + b mod p: one line, no traceback
     err = capsys.readouterr().err

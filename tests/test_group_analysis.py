@@ -279,6 +279,24 @@ def test_group_commands_refuse_modular_runs(capsys, tiny_run):
     assert sum(shares.values()) == pytest.approx(1.0) and len(shares) == (p - 1) // 2
     top = int(next(iter(shares)))  # JSON keys are strings; the largest share comes first
     assert shares[str(top)] == max(shares.values()) and (top * k) % p in (1, p - 1)
+    assert out["frequency_stands_out"] and shares[str(top)] > out["largest_share_random_99th"]
+
+
+def test_tsne_names_no_circle_for_an_untrained_model(capsys, tmp_path):
+    """At initialisation W_U's frequency shares are those of a random matrix: no circle is claimed."""
+    import json
+
+    import grokinterp as gi
+    from grokinterp.cli import main
+
+    gi.train(gi.preset("tiny23").replace(name="init", steps=1, checkpoint_every=1), runs_dir=tmp_path, progress=False)
+    assert main(["tsne", "--run", "init", "--runs-dir", str(tmp_path), "--step", "0", "--no-figures", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not out["frequency_stands_out"] and out["circle_step"] is None
+    assert max(out["frequency_shares"].values()) <= out["largest_share_random_99th"]
+    assert main(["tsne", "--run", "init", "--runs-dir", str(tmp_path), "--step", "0", "--no-figures"]) == 0
+    text = capsys.readouterr().out
+    assert "no frequency stands out" in text and "joins them" not in text
 
 
 def test_tsne_refuses_k_below_one(capsys, tiny_run):

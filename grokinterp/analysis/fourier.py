@@ -146,7 +146,7 @@ class KeyFrequencies:
     embedding_energy_explained: float  # share of W_E's non-constant energy in the key frequencies
     logit_map_energy_explained: float
     top_neuron_share: float  # the largest share any neuron has in one frequency
-    neuron_shares: Tensor = field(repr=False)  # (d_mlp, K): each neuron's share per frequency (neuron_frequency_shares)
+    neuron_shares: Tensor = field(repr=False, compare=False)  # (d_mlp, K): each neuron's share per frequency (neuron_frequency_shares)
     threshold: float = 0.85
 
     @property

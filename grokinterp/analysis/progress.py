@@ -62,6 +62,8 @@ def restricted_and_excluded_loss(logits: Float[Tensor, "S N n"], labels: Tensor,
     The directions depend on a pair only through its answer, so the part along them is computed once
     per answer (n rows, not N) and so are the restricted logits: those of a pair are those of its answer.
     """
+    if isinstance(freqs, Tensor) or not all(isinstance(k, (int, np.integer)) for k in freqs):
+        raise TypeError("restricted_and_excluded_loss takes the key frequencies (a list of ints), not direction vectors")
     logits = logits.double()
     S, N, n = logits.shape
     table = answer_direction_table(labels.numpy(), n, freqs)  # (D, n)
