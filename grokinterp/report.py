@@ -150,8 +150,7 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         f"  {_grokking_text(grok)}",
         f"  at the checkpoints: train acc >= 99% first at {_fmt_step(ph.memorised_step)}, test acc >= 99% first at "
         f"{_fmt_step(ph.grokked_step)}",
-        f"  phases: memorisation 0-{_fmt_step(ph.memorisation_end)}, circuit formation to {_fmt_step(ph.cleanup_start)}, "
-        f"cleanup to {_fmt_step(ph.cleanup_end)}",
+        f"  {_phases_text(ph)}",
         f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}{losses}",
         f"  Gini of the Fourier norms, first -> last checkpoint: over the {p} components W_E {gini('gini_embedding')}, "
         f"W_L {gini('gini_logit_map')}; over the {(p - 1) // 2} frequencies W_E {gini('gini_embedding_per_frequency')}, "
@@ -231,6 +230,18 @@ def grokking_steps(run: Run) -> dict:
     every = int(logged - m["step"][at[0] - 1]) if len(at) and at[0] > 0 else None
     ckpt = next((s for s in run.steps if s >= logged), None) if logged is not None else None
     return {"logged_step": logged, "logged_every": every, "first_checkpoint_at_or_after": ckpt}
+
+
+def _phases_text(ph) -> str:
+    """The phases line: the three phases where the rules found their boundaries, else what was not reached."""
+    if ph.memorised_step is None:
+        return "phases: none: train accuracy never reached 99% at a checkpoint (no memorisation to start from)"
+    if ph.memorisation_end is None:
+        return (f"phases: not separable: test accuracy passed 50% (step {ph.cleanup_start:,}) before train accuracy "
+                f"reached 99% (step {ph.memorised_step:,}), so the run generalised while it was still fitting")
+    reached = lambda s: f"{s:,}" if s is not None else "(not reached by the last checkpoint)"  # noqa: E731
+    return (f"phases: memorisation 0-{ph.memorisation_end:,}, circuit formation to {reached(ph.cleanup_start)}, "
+            f"cleanup to {reached(ph.cleanup_end)}")
 
 
 def _fmt_step(s) -> str:

@@ -184,6 +184,24 @@ def test_phase_detection_on_synthetic_curves():
     assert none.grokked_step is None and none.cleanup_end is None
 
 
+def test_phases_line_says_what_was_not_reached():
+    """The report's phases line: all three phases; boundaries not reached; a run that generalised before it
+    memorised (no memorisation phase to read); a run that never fit its training data."""
+    from grokinterp.report import _phases_text
+
+    steps = np.arange(0, 20001, 100)
+    train_acc = np.where(steps >= 300, 1.0, 0.1)
+    test_acc = 1 / (1 + np.exp(-(steps - 9800) / 250))
+    norm = np.where(steps < 1200, 100 + steps / 12, 190 - 150 / (1 + np.exp(-(steps - 11000) / 600)))
+    assert _phases_text(detect_phases(steps, train_acc, test_acc, norm)).startswith("phases: memorisation 0-1,100, circuit formation to 9,800, cleanup to 1")
+    assert _phases_text(detect_phases(steps, train_acc, np.zeros_like(test_acc), norm)) == (
+        "phases: memorisation 0-1,100, circuit formation to (not reached by the last checkpoint), "
+        "cleanup to (not reached by the last checkpoint)")
+    early = detect_phases(steps, np.where(steps >= 5000, 1.0, 0.1), test_acc * 0 + (steps >= 3000), norm)
+    assert early.memorisation_end is None and "not separable: test accuracy passed 50% (step 3,000) before train accuracy reached 99% (step 5,000)" in _phases_text(early)
+    assert _phases_text(detect_phases(steps, train_acc * 0, test_acc * 0, norm)).startswith("phases: none: train accuracy never reached 99%")
+
+
 def test_trained_run_key_frequencies_agree_and_measures_order(tiny_run):
     from grokinterp.analysis.batched import logits_and_neurons
     from grokinterp.analysis.progress import progress_measures
