@@ -305,19 +305,13 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     xy = tsne(X, seed)
     payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
     if run.task.group is None:
-        import torch
-
-        from .analysis.fourier import component_norms, frequency_energy
+        from .analysis.fourier import frequency_shares, random_largest_share
 
         p = run.task.p
-        energy = frequency_energy(component_norms(X[None]))[0]
-        shares = (energy / energy.sum()).numpy()
+        shares = frequency_shares(X).numpy()
         top = [int(i) for i in np.argsort(-shares)[:4]]
         f1 = top[0] + 1
-        # does the largest share stand out? against the largest share of Gaussian matrices of X's shape
-        noise = frequency_energy(component_norms(torch.randn(200, *X.shape, dtype=torch.float64,
-                                                             generator=torch.Generator().manual_seed(seed))))
-        random_top = float(torch.quantile((noise / noise.sum(-1, keepdim=True)).max(-1).values, 0.99))
+        random_top = random_largest_share(*X.shape, seed=seed)  # does the largest share stand out of random matrices'?
         inverse = pow(f1, -1, p)
         stands_out = bool(shares[f1 - 1] > random_top)
         payload.update(frequency_shares={int(i) + 1: float(shares[i]) for i in np.argsort(-shares)},

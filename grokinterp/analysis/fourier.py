@@ -76,6 +76,19 @@ def frequency_energy(norms: Float[Tensor, "... p"]) -> Float[Tensor, "... K"]:
     return sq[..., 0::2] + sq[..., 1::2]
 
 
+def frequency_shares(W: Float[Tensor, "... p d"]) -> Float[Tensor, "... K"]:
+    """Each frequency's share of the non-constant energy of W's Fourier components along the p axis."""
+    energy = frequency_energy(component_norms(W))
+    return energy / energy.sum(-1, keepdim=True)
+
+
+def random_largest_share(p: int, d: int, draws: int = 200, seed: int = 0, quantile: float = 0.99) -> float:
+    """The ``quantile`` of the largest frequency share of ``draws`` Gaussian (p, d) matrices: how far a
+    frequency must stand out of W's spectrum before it is more than a random matrix's largest."""
+    noise = torch.randn(draws, p, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    return float(torch.quantile(frequency_shares(noise).max(-1).values, quantile))
+
+
 def embedding_spectrum(weights: dict, p: int) -> Float[Tensor, "S p"]:
     """Fourier-component norms of W_E[:p] (norm over d_model): Nanda et al. Fig. 2 (left)."""
     return component_norms(weights["embed.W_E"][:, :p].double())
