@@ -666,11 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UsageError, ConfigError, TaskError, ModelError, RunNameError, RunsDirError) as e:
-        print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, str(e), 2)
     except RunError as e:
-        print(f"grokinterp {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return _fail(args, str(e), 1)
     except KeyboardInterrupt:
         print(f"grokinterp {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -678,9 +676,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")
         return 0
     except OSError as e:  # permission denied, read-only file system, disk full, ...
-        print(f"grokinterp {args.command}: error: {_os_error_message(e, args.command)}", file=sys.stderr)
-        return 1
+        return _fail(args, _os_error_message(e, args.command), 1)
 
+
+def _fail(args, message: str, code: int) -> int:
+    """One error line on stderr; with --json also {"error", "exit_code"} on stdout, for scripts that parse it."""
+    print(f"grokinterp {args.command}: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "exit_code": code}, indent=1))
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

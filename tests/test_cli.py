@@ -143,6 +143,15 @@ def test_bad_input_is_one_line(capsys, tmp_path, argv, code, needle):
     assert got == code and needle in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("argv,code", [(["fourier", "--run", "does-not-exist"], 1), (["tsne", "--run", "tiny23", "--k", "0"], 2)])
+def test_json_errors_are_json(capsys, tiny_run, argv, code):
+    """With --json a script reads the error from stdout too; the one line on stderr stays."""
+    got, out, err = run_cli(capsys, *argv, "--runs-dir", str(tiny_run.path.parent), "--json")
+    assert got == code and json.loads(out) == {"error": err.strip().split(": error: ", 1)[1], "exit_code": code}
+    got, out, _ = run_cli(capsys, *argv, "--runs-dir", str(tiny_run.path.parent))
+    assert got == code and out == ""
+
+
 @pytest.mark.parametrize("command,damage,needle", [
     ("train", lambda d: (d / "metrics.csv").unlink(), "metrics.csv is missing"),
     ("train", lambda d: (d / "metrics.csv").write_text("step,loss\n1,2\n"), "metrics.csv is corrupt"),
