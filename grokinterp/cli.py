@@ -257,8 +257,9 @@ def cmd_table(args) -> int:
         raise UsageError("say which table: --task TASK, or --group GROUP for x*y in a group")
     task = Task(args.task or "group_mul", args.p, group_spec=group)
     train_idx = None if args.frac is None else task.split(args.frac, args.seed)[0]
+    table = format_table(task, train_idx, args.symbols, args.size)  # a bad --size stops before anything is printed
     print(f"{task.formula}: {len(task)} equations" + ("" if args.frac is None else f", {len(train_idx)} shown, the rest '?'"))
-    print(format_table(task, train_idx, args.symbols, args.size))
+    print(table)
     return 0
 
 
@@ -512,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-noise", type=float, help="std of Gaussian noise on the weights of each forward pass (Power et al.: 0.01)")
     p.add_argument("--attention-rate", type=float, help="alpha in [0, 1]: attention = alpha softmax + (1 - alpha) uniform "
                    "(Zhong et al. 2023; default 1, 0 = constant attention)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when present)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a captured CUDA graph")
     p.add_argument("--compile", action="store_true", help="compile the training step with torch.compile (fused kernels; "
                    "inside the CUDA graph on CUDA); compiling takes tens of seconds at the start")
@@ -601,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "on a CPU, 1 on a GPU)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local instance)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when present)")
     p.add_argument("--label", help="text added to figure titles (e.g. 'reduced CPU sweep')")
     p.add_argument("--from-results", metavar="CSV", help="train nothing: draw the figures of a sweep's results.csv into --out")
     p.add_argument("--out", help="folder for figures (default: <sweep>/figures)")

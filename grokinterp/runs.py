@@ -59,7 +59,8 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        path = self.path.resolve() if self.path.name in ("", "..") else self.path  # `--run .` inside the run
+        return path.name
 
     @property
     def command(self) -> str:

@@ -180,7 +180,7 @@ def warn_if_machine_differs(name: str, record: dict, dev: torch.device) -> None:
     now = machine(dev)
     then = {k: record[k] for k in ("device", "torch_threads") if k in record}
     if then and then != now:
-        said = lambda m: m["device"] + (f" with {m['torch_threads']} threads" if "torch_threads" in m else "")  # noqa: E731
+        said = lambda m: m["device"] + (f" with {m['torch_threads']} thread{'s' * (m['torch_threads'] != 1)}" if "torch_threads" in m else "")  # noqa: E731
         hint = f" (run with OMP_NUM_THREADS={then['torch_threads']}, or torch.set_num_threads)" if "torch_threads" in then else ""
         warnings.warn(f"run {name} was trained on {said(then)} and is resumed on {said(now)}: the weights will not be "
                       f"bit-identical to an uninterrupted run{hint}", RuntimeWarning, stacklevel=3)

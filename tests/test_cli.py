@@ -30,6 +30,8 @@ def test_table(capsys):
     assert code == 0 and "?" in out and "showing 6 of 120" in out
     code, out, _ = run_cli(capsys, "table", "--task", "add", "--p", "5", "--symbols", "numbers", "--size", "5")
     assert code == 0 and out.splitlines()[2].split() == ["0", "0", "1", "2", "3", "4"]
+    code, out, err = run_cli(capsys, "table", "--task", "add", "--p", "5", "--size", "0")
+    assert code == 2 and out == "" and "--size" in err  # nothing printed before the error
 
 
 def test_python_dash_m_grokinterp():

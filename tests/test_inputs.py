@@ -151,7 +151,7 @@ def test_a_run_opens_by_path_by_plain_name_here_and_as_dot(capsys, monkeypatch, 
     for folder, name in (run_copy.parent, "copy"), (run_copy, "."):
         monkeypatch.chdir(folder)
         code, out, _ = run_cli(capsys, "fourier", "--run", name, "--json", "--no-figures", "--step", "50")
-        assert code == 0 and json.loads(out)["step"] == 50
+        assert code == 0 and json.loads(out)["step"] == 50 and json.loads(out)["run"] == "copy"  # `.` is named by its folder
 
 
 def test_disk_full_while_training_then_resume(capsys, monkeypatch, tmp_path):
