@@ -328,15 +328,20 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         random_top = random_largest_share(*X.shape, seed=seed)  # does the largest share stand out of random matrices'?
         inverse = pow(f1, -1, p)
         stands_out = bool(shares[f1 - 1] > random_top)
+        standing = [int(i) + 1 for i in np.argsort(-shares) if shares[i] > random_top]
         payload.update(frequency_shares={int(i) + 1: float(shares[i]) for i in np.argsort(-shares)},
-                       largest_share_random_99th=random_top, frequency_stands_out=stands_out,
+                       largest_share_random_99th=random_top, frequency_stands_out=stands_out, frequencies_standing_out=standing,
                        circle_step=min(inverse, p - inverse) if stands_out else None)  # x -> x+k and x -> x-k are the two neighbours
         lines = [f"{run.name} at step {step:,}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
-                 + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)"]
+                 + " (the output vectors of one frequency lie on a circle)"]
         if stands_out:
-            lines.append(f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them; "
-                         f"its share is above {random_top:.1%}, the 99th percentile of the largest share in 200 random Gaussian matrices)")
+            several = (f"; they lie on {len(standing)} circles at once, so the t-SNE need not show one ring" if len(standing) > 1
+                       else "; the t-SNE can show its circle as a ring")
+            lines.append(f"  frequencies standing out: {_fmt_freqs(standing)} (share above {random_top:.1%}, the 99th percentile of the "
+                         f"largest share in 200 random Gaussian matrices){several}")
+            lines.append(f"  neighbours on the circle of frequency {f1} (the largest share) differ by {payload['circle_step']} "
+                         f"(--k {payload['circle_step']} joins them)")
         else:
             lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what random Gaussian matrices of "
                          f"this shape give (99th percentile of their largest: {random_top:.1%}), so there is no circle to join")
@@ -453,14 +458,14 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "best_score_over_training": [float(cs.scores[s, i]) for s, i in enumerate(best_steps)],
         "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
         "irreps": {"names": irreps, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist(),
-                   "above_shuffled_rows": [n for n, s, q in zip(irreps, shares, shuffled.irrep_shares) if s > q]},
+                   "above_shuffled_rows": [n for n, up in zip(irreps, shuffled.irreps_above(shares)) if up]},
         "dominant_irrep": {"name": irreps[top_irrep], "share": float(shares[top_irrep]),
                            "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
                            "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
     }
     labels = _irrep_labels(group)
-    used = [n for n, s, q in zip(labels, shares, shuffled.irrep_shares) if s > q]
+    used = [n for n, up in zip(labels, shuffled.irreps_above(shares)) if up]
     seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else "one run"
     if len(ident.candidates) == 1 or not distinct:
         which = ""
@@ -491,9 +496,10 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"irreps at once): {', '.join(used) or 'none'}; "
         f"{h.name} fixes dims "
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(labels, fixed)),
-        f"  {matrix} is {shares[top_irrep]:.0%} in {labels[top_irrep]} (shuffled rows: up to {shuffled.irrep_shares[top_irrep]:.0%}), whose vectors have the stabilisers (largest first) "
+        f"  {matrix} is {shares[top_irrep]:.0%} in {labels[top_irrep]}, whose vectors have the stabilisers (largest first) "
         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
-        + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them",
+        + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them; shuffled rows put up to "
+        f"{shuffled.irrep_shares[top_irrep]:.0%} in that irrep",
         f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (built from the columns H fixes "
         "alone, it would be constant on H's cosets)",
     ]
@@ -566,7 +572,8 @@ def training_report(run: Run) -> Report:
     memorised = first_step(m["step"], m["train_acc"] >= 0.99)
     payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grok["logged_step"], "grokking": grok,
                "final_train_acc": float(m["train_acc"][-1]), "final_test_acc": float(m["test_acc"][-1])}
-    lines = [f"{run.name}: train acc >= 99% first logged at step {_fmt_step(memorised)}; final train {m['train_acc'][-1]:.3f}, "
+    reached = f"first logged at step {memorised:,}" if memorised is not None else "never logged"
+    lines = [f"{run.name}: train acc >= 99% {reached}; final train {m['train_acc'][-1]:.3f}, "
              f"test {m['test_acc'][-1]:.3f}",
              f"  {_grokking_text(grok)}"]
     figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"Train and validation accuracy ({run.task.formula})", run=run.name),

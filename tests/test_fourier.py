@@ -279,3 +279,20 @@ def test_one_grokking_step_in_every_report(tiny_run, tmp_path):
     assert g == {"logged_step": 500, "logged_every": 50, "first_checkpoint_at_or_after": 550}
     text = "test acc >= 99% first logged at step 500 (metrics.csv, every 50 steps there); first checkpoint at/after it: 550"
     assert text in "\n".join(training_report(run).lines) and text in "\n".join(progress_report(run).lines)
+
+
+def test_memorisation_is_not_ended_while_the_weights_still_grow():
+    """A run that fit its training data and never generalised, its weights growing to the last checkpoint:
+    the largest weight norm there is no peak yet, so no memorisation end and no circuit formation is claimed
+    (it used to read 'memorisation 0-600, circuit formation to (not reached ...)'). Once the norm has turned,
+    its peak ends memorisation as before."""
+    from grokinterp.report import _phases_text
+
+    steps = np.arange(0, 601, 50)
+    train_acc, test_acc = np.where(steps >= 100, 1.0, 0.3), np.full(len(steps), 0.05)
+    growing = detect_phases(steps, train_acc, test_acc, 500.0 + steps)
+    assert growing.memorised_step == 100 and growing.memorisation_end is None and growing.cleanup_start is None
+    text = _phases_text(growing)
+    assert "not ended by the last checkpoint" in text and "circuit formation" not in text
+    turned = detect_phases(steps, train_acc, test_acc, 500.0 + np.minimum(steps, 800 - steps))
+    assert turned.memorisation_end == 400 and _phases_text(turned).startswith("phases: memorisation 0-400, circuit formation to (not")

@@ -206,6 +206,10 @@ class ShuffledNull:
     irrep_draws: int  # shuffles for the irrep shares (enough for the Bonferroni quantile)
     quantile: float
 
+    def irreps_above(self, shares) -> np.ndarray:
+        """(k,) bool: which irrep shares exceed the shuffles' (beyond float rounding: the trivial irrep's are ~0)."""
+        return np.asarray(shares) > self.irrep_shares + 1e-9
+
 
 def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
                        seed: int = 0, quantile: float = 0.99) -> ShuffledNull:
