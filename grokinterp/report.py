@@ -368,6 +368,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
 
 COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the matrix clusters into cosets"
 KMEANS_SEEDS = 5  # seeds of the direct clustering at the last checkpoint
+OVER_TRAINING_SHUFFLES = 50  # shuffles per checkpoint for the top class over training (200 at the last checkpoint)
 
 
 def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Report:
@@ -376,7 +377,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     checkpoint into the final best class's cosets, against the grokking step; link to irreps."""
     from . import figures as F
     from .analysis.cosets import (class_fraction, cluster_cosets, coset_scores, identify_best, irrep_predicted_scores,
-                                  random_partition_scores, same_partition, shuffled_rows_null)
+                                  random_partition_scores, same_partition, shuffled_best_ratios, shuffled_rows_null)
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
 
     group = _require_group(run, "cosets")
@@ -403,6 +404,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     predicted = irrep_predicted_scores(shares, group, cs.partitions)[0]  # (P,) at the last checkpoint
     shares = shares[0].numpy()
     best_steps = [cs.best_index(s) for s in range(len(steps))]
+    over_training = shuffled_best_ratios(X, group, OVER_TRAINING_SHUFFLES)  # (S,) the best F's null at every checkpoint
+    stands_out_over_training = [bool(cs.ratios[s, i] > q) for s, (i, q) in enumerate(zip(best_steps, over_training))]
     # direct clustering into the final best class's number of cosets: at every checkpoint (seed 0),
     # and at the last with several seeds
     runs = [cluster_cosets(X[s], group, n_cosets, clusters) for s in range(len(steps))]
@@ -457,6 +460,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "grokking": grok,
         "best_score_over_training": [float(cs.scores[s, i]) for s, i in enumerate(best_steps)],
         "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
+        "best_stands_out_over_training": stands_out_over_training,
+        "shuffled_best_variance_ratio_over_training": over_training.tolist(),
         "irreps": {"names": irreps, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist(),
                    "above_shuffled_rows": [n for n, up in zip(irreps, shuffled.irreps_above(shares)) if up]},
         "dominant_irrep": {"name": irreps[top_irrep], "share": float(shares[top_irrep]),
@@ -490,7 +495,9 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
         + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": "
         + _formation_vs_grokking(formed, steps, grok["logged_step"]),
-        "  top class by F per checkpoint: " + _runs_text(steps.tolist(), payload["best_subgroup_over_training"]),
+        f"  top class by F per checkpoint, where its F is above {OVER_TRAINING_SHUFFLES} shuffles of that checkpoint's rows (99% "
+        "quantile; else none): " + _runs_text(steps.tolist(), [n if up else "none" for n, up in
+                                                               zip(payload["best_subgroup_over_training"], stands_out_over_training)]),
         "  " + _grokking_text(grok),
         f"  irreps carrying more of {matrix} than its rows shuffled give ({shuffled.irrep_draws} shuffles, {shuffled.quantile:.0%} for all "
         f"irreps at once): {', '.join(used) or 'none'}; "

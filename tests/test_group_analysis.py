@@ -399,6 +399,8 @@ def test_group_reports_claim_no_structure_on_untrained_models(group_reports, spe
     assert not cosets.payload["best"]["stands_out"] and not tsne_rep.payload["colour_by_stands_out"]
     assert cosets.payload["best"]["variance_ratio"] <= cosets.payload["shuffled_rows"]["best_variance_ratio"]
     assert cosets.payload["irreps"]["above_shuffled_rows"] == []
+    assert not any(cosets.payload["best_stands_out_over_training"])  # at every checkpoint, not only the last
+    assert any(line.startswith("  top class by F per checkpoint") and line.endswith(" none") for line in cosets.lines)
     assert any(": none; " in line for line in cosets.lines if "irreps carrying more of W_U" in line)
     assert group_reports[spec]["reps"].lines[-1].startswith("  no irrep explains 1% of the logit variance")
     if "training" in group_reports[spec]:

@@ -211,6 +211,20 @@ class ShuffledNull:
         return np.asarray(shares) > self.irrep_shares + 1e-9
 
 
+def _permutations(n: int, draws: int, seed: int) -> Tensor:
+    """(draws, n) seeded permutations; the first k are the same for any draws >= k."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(n, generator=gen) for _ in range(draws)])
+
+
+def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: int = 200, seed: int = 0,
+                         quantile: float = 0.99) -> np.ndarray:
+    """(S,) for every checkpoint, the ``quantile`` of the best partition's F over ``draws`` shuffles of its rows
+    (``shuffled_rows_null``)."""
+    perms = _permutations(group.n, draws, seed)
+    return np.array([np.quantile(coset_scores(x.double()[perms], group).ratios.max(1), quantile) for x in X])
+
+
 def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
                        seed: int = 0, quantile: float = 0.99) -> ShuffledNull:
     """The null for structure in X that ties its rows to the group. A shuffle of the rows keeps the
@@ -218,9 +232,7 @@ def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int =
     The best partition is the largest F over every partition, so its null is the largest F of each
     shuffle, not one random partition's (a matrix with a few large directions reaches F ~ 2 by chance).
     Irrep shares are read off the shuffled Gram matrices: |P_chi Xc|^2 = tr(P_chi Xc Xc^T)."""
-    gen = torch.Generator().manual_seed(seed)
-    perms = torch.stack([torch.randperm(group.n, generator=gen) for _ in range(max(draws, irrep_draws))])
-    best = coset_scores(X.double()[perms[:draws]], group).ratios.max(1)
+    perms = _permutations(group.n, irrep_draws, seed)
     Xc = X.double() - X.double().mean(0)
     gram = Xc @ Xc.T
     P = isotypic_projectors(group)
@@ -228,7 +240,7 @@ def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int =
     shares = torch.cat([torch.einsum("kxy,byx->bk", P, gram[q[:, :, None], q[:, None, :]].to(P.dtype)).real
                         for q in perms[:irrep_draws].split(batch)]) / gram.trace().clamp_min(1e-30)
     k = len(group.irrep_names)
-    return ShuffledNull(float(np.quantile(best, quantile)), np.quantile(shares.numpy(), 1 - (1 - quantile) / k, axis=0),
+    return ShuffledNull(float(shuffled_best_ratios(X[None], group, draws, seed, quantile)[0]), np.quantile(shares.numpy(), 1 - (1 - quantile) / k, axis=0),
                         draws, irrep_draws, quantile)
 
 
