@@ -668,6 +668,13 @@ def _sequence_labels(cfg: dict, other: dict, names: tuple[str, str]) -> tuple[st
 CIRCUIT_THRESHOLD = 0.3  # attention share at one offset; chance is ~1/context length
 
 
+def _offsets_text(profile: np.ndarray) -> str:
+    """Each head's best induction offset (profile: (heads, offsets) scores), named only above
+    ``CIRCUIT_THRESHOLD``: below it the offsets' scores are all near chance and their argmax is noise."""
+    return "; ".join(f"head {h}: offset {int(row.argmax()) + 1} ({row.max():.2f})" if row.max() > CIRCUIT_THRESHOLD
+                     else f"head {h}: none above {CIRCUIT_THRESHOLD} (best {row.max():.2f})" for h, row in enumerate(profile))
+
+
 def phases_report(run_dir, compare=None) -> Report:
     """Per-group phase changes of a sequence run (and, with ``compare``, a second run beside it)."""
     from . import figures as F
@@ -708,8 +715,7 @@ def phases_report(run_dir, compare=None) -> Report:
                      else f"  no induction head at offset 1 (best final score {best:.2f})")
         profile = _final_offset_profile(run_dir)
         payload["final_offset_profile"] = profile.tolist()
-        heads = [f"head {h}: offset {int(row.argmax()) + 1} ({row.max():.2f})" for h, row in enumerate(profile)]
-        lines.append("  last layer at the end, best induction offset per head: " + "; ".join(heads))
+        lines.append("  last layer at the end, best induction offset per head: " + _offsets_text(profile))
         circuit = induction_formation_step(m, CIRCUIT_THRESHOLD, prefix="induction_best")
         if any(k.startswith("induction_best") for k in m):
             payload["induction_circuit_step"] = circuit
