@@ -221,8 +221,8 @@ def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: i
                          quantile: float = 0.99) -> np.ndarray:
     """(S,) for every checkpoint, the ``quantile`` of the best partition's F over ``draws`` shuffles of its rows
     (``shuffled_rows_null``)."""
-    perms = _permutations(group.n, draws, seed)
-    return np.array([np.quantile(coset_scores(x.double()[perms], group).ratios.max(1), quantile) for x in X])
+    perms, partitions = _permutations(group.n, draws, seed), coset_partitions(group)
+    return np.array([np.quantile(coset_scores(x.double()[perms], group, partitions).ratios.max(1), quantile) for x in X])
 
 
 def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
