@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..groups import FiniteGroup
-from .cosets import class_fraction, cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores, shuffled_rows_null
+from .cosets import class_fraction, cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores, shuffled_irrep_shares
 from .representations import irrep_shares, stabilising_subgroups
 
 COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the cosets are recovered"
@@ -41,7 +41,7 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
 
     X[s] holds one row per group element (W_U^T) at ``steps[s]``; the last step is the verdict's.
     Returns a flat dict (a table row): the largest irrep and its share, whether it is dominant (share
-    above ``DOMINANT`` and above the rows shuffled over the elements, ``cosets.shuffled_rows_null``), the predicted classes, the
+    above ``DOMINANT`` and above the rows shuffled over the elements, ``cosets.shuffled_irrep_shares``), the predicted classes, the
     measured best class with score, z against 200 random partitions of its block sizes and against
     the best partition of 20 Gaussian matrices (the selection's own null), the irreps' predicted score,
     the k-means share of clusters that are cosets of that class, whether the measured class is one of the
@@ -51,7 +51,7 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     cs = coset_scores(X, group)
     shares = irrep_shares(X[-1:], group)[0].numpy()
     top = int(np.argmax(shares))
-    shuffled = shuffled_rows_null(X[-1], group, seed=seed)
+    shuffled = shuffled_irrep_shares(X[-1], group, seed=seed)
     stabilisers = stabilising_subgroups(group, top)
     b = cs.best_index()
     part = cs.partitions[b]
@@ -66,8 +66,8 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     return {
         "irrep": group.irrep_names[top],
         "irrep_partition": "" if group.irrep_partitions is None else "(" + ",".join(map(str, group.irrep_partitions[top])) + ")",
-        "irrep_share": float(shares[top]), "irrep_share_shuffled": float(shuffled.irrep_shares[top]),
-        "irrep_dominant": bool(shares[top] > DOMINANT and shuffled.irreps_above(shares)[top]),
+        "irrep_share": float(shares[top]), "irrep_share_shuffled": float(shuffled[top]),
+        "irrep_dominant": bool(shares[top] > max(DOMINANT, shuffled[top])),
         "predicted_classes": " ".join(f"{name}[{c}]" for c, name, *_ in stabilisers),
         "best_class": h.name, "best_class_id": h.class_id, "best_order": h.order, "n_cosets": k,
         "score": float(cs.scores[-1, b]), "z_vs_random": float((cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)),

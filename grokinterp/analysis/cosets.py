@@ -225,23 +225,29 @@ def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: i
     return np.array([np.quantile(coset_scores(x.double()[perms], group, partitions).ratios.max(1), quantile) for x in X])
 
 
-def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
-                       seed: int = 0, quantile: float = 0.99) -> ShuffledNull:
-    """The null for structure in X that ties its rows to the group. A shuffle of the rows keeps the
-    vectors (their norms, the columns' variances and correlations) and breaks any tie to the elements.
-    The best partition is the largest F over every partition, so its null is the largest F of each
-    shuffle, not one random partition's (a matrix with a few large directions reaches F ~ 2 by chance).
-    Irrep shares are read off the shuffled Gram matrices: |P_chi Xc|^2 = tr(P_chi Xc Xc^T)."""
-    perms = _permutations(group.n, irrep_draws, seed)
+def shuffled_irrep_shares(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 2000, seed: int = 0,
+                          quantile: float = 0.99) -> np.ndarray:
+    """(k,) each irrep's share of X with its rows shuffled over the elements, at the quantile that holds
+    for all k irreps at once (1 - (1 - quantile) / k), read off the shuffled Gram matrices:
+    |P_chi Xc|^2 = tr(P_chi Xc Xc^T)."""
+    perms = _permutations(group.n, draws, seed)
     Xc = X.double() - X.double().mean(0)
     gram = Xc @ Xc.T
     P = isotypic_projectors(group)
     batch = max(1, 2**23 // group.n**2)
     shares = torch.cat([torch.einsum("kxy,byx->bk", P, gram[q[:, :, None], q[:, None, :]].to(P.dtype)).real
-                        for q in perms[:irrep_draws].split(batch)]) / gram.trace().clamp_min(1e-30)
-    k = len(group.irrep_names)
-    return ShuffledNull(float(shuffled_best_ratios(X[None], group, draws, seed, quantile)[0]), np.quantile(shares.numpy(), 1 - (1 - quantile) / k, axis=0),
-                        draws, irrep_draws, quantile)
+                        for q in perms.split(batch)]) / gram.trace().clamp_min(1e-30)
+    return np.quantile(shares.numpy(), 1 - (1 - quantile) / len(group.irrep_names), axis=0)
+
+
+def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
+                       seed: int = 0, quantile: float = 0.99) -> ShuffledNull:
+    """The null for structure in X that ties its rows to the group. A shuffle of the rows keeps the
+    vectors (their norms, the columns' variances and correlations) and breaks any tie to the elements.
+    The best partition is the largest F over every partition, so its null is the largest F of each
+    shuffle, not one random partition's (a matrix with a few large directions reaches F ~ 2 by chance)."""
+    return ShuffledNull(float(shuffled_best_ratios(X[None], group, draws, seed, quantile)[0]),
+                        shuffled_irrep_shares(X, group, irrep_draws, seed, quantile), draws, irrep_draws, quantile)
 
 
 def irrep_predicted_scores(shares: Float[Tensor, "S k"], group: FiniteGroup, partitions: list[Partition] | None = None) -> np.ndarray:
