@@ -319,18 +319,18 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     xy = tsne(X, seed)
     payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
     if run.task.group is None:
-        from .analysis.fourier import frequency_shares, random_largest_share
+        from .analysis.fourier import frequency_shares, shuffled_largest_share
 
         p = run.task.p
         shares = frequency_shares(X).numpy()
         top = [int(i) for i in np.argsort(-shares)[:4]]
         f1 = top[0] + 1
-        random_top = random_largest_share(*X.shape, seed=seed)  # does the largest share stand out of random matrices'?
+        shuffled_top = shuffled_largest_share(X, seed=seed)  # does the largest share stand out of shuffled rows'?
         inverse = pow(f1, -1, p)
-        stands_out = bool(shares[f1 - 1] > random_top)
-        standing = [int(i) + 1 for i in np.argsort(-shares) if shares[i] > random_top]
+        stands_out = bool(shares[f1 - 1] > shuffled_top)
+        standing = [int(i) + 1 for i in np.argsort(-shares) if shares[i] > shuffled_top]
         payload.update(frequency_shares={int(i) + 1: float(shares[i]) for i in np.argsort(-shares)},
-                       largest_share_random_99th=random_top, frequency_stands_out=stands_out, frequencies_standing_out=standing,
+                       largest_share_shuffled_99th=shuffled_top, frequency_stands_out=stands_out, frequencies_standing_out=standing,
                        circle_step=min(inverse, p - inverse) if stands_out else None)  # x -> x+k and x -> x-k are the two neighbours
         lines = [f"{run.name} at step {step:,}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
@@ -338,13 +338,13 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         if stands_out:
             several = (f"; they lie on {len(standing)} circles at once, so the t-SNE need not show one ring" if len(standing) > 1
                        else "; the t-SNE can show its circle as a ring")
-            lines.append(f"  frequencies standing out: {_fmt_freqs(standing)} (share above {random_top:.1%}, the 99th percentile of the "
-                         f"largest share in 200 random Gaussian matrices){several}")
+            lines.append(f"  frequencies standing out: {_fmt_freqs(standing)} (share above {shuffled_top:.1%}, the 99th percentile of the "
+                         f"largest share when W_U^T's rows are shuffled over x, 200 shuffles){several}")
             lines.append(f"  neighbours on the circle of frequency {f1} (the largest share) differ by {payload['circle_step']} "
                          f"(--k {payload['circle_step']} joins them)")
         else:
-            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what random Gaussian matrices of "
-                         f"this shape give (99th percentile of their largest: {random_top:.1%}), so there is no circle to join")
+            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what W_U^T's rows shuffled over x "
+                         f"give (99th percentile of the largest share in 200 shuffles: {shuffled_top:.1%}), so there is no circle to join")
         fig = F.tsne_modular(xy, k, f"t-SNE of the output weights ({run.task.formula})", run=run.name, step=step)
     else:
         group = run.task.group

@@ -296,3 +296,15 @@ def test_memorisation_is_not_ended_while_the_weights_still_grow():
     assert "not ended by the last checkpoint" in text and "circuit formation" not in text
     turned = detect_phases(steps, train_acc, test_acc, 500.0 + np.minimum(steps, 800 - steps))
     assert turned.memorisation_end == 400 and _phases_text(turned).startswith("phases: memorisation 0-400, circuit formation to (not")
+
+
+def test_the_shuffled_null_of_the_largest_share_sees_a_few_large_directions():
+    """W_U^T with two large directions: a Gaussian matrix of its shape understates how large a share one
+    frequency takes by chance; shuffles of its own rows do not (the null `grokinterp tsne` uses)."""
+    gen = torch.Generator().manual_seed(0)
+    iso = torch.randn(23, 64, generator=gen, dtype=torch.float64)
+    wide = iso * torch.tensor([10.0, 10.0] + [1.0] * 62, dtype=torch.float64)
+    gauss = torch.randn(200, 23, 64, generator=gen, dtype=torch.float64)
+    gaussian_99th = float(torch.quantile(fa.frequency_shares(gauss).max(-1).values, 0.99))
+    assert fa.shuffled_largest_share(iso) == pytest.approx(gaussian_99th, abs=0.02)
+    assert fa.shuffled_largest_share(wide) > gaussian_99th + 0.05
