@@ -17,16 +17,19 @@ from .store import RunError
 MIN_ACCURACY = 0.9  # below this on the whole table the model does not compute a + b: no verdict
 
 
-def logit_vs_distance_figure(res: al.AlgorithmResult, p: int, title: str) -> go.Figure:
+def logit_vs_distance_figure(res: al.AlgorithmResult, p: int, title: str, computes: bool = True) -> go.Figure:
     """Mean correct logit against (a - b) mod p, per isolated key frequency and for the whole model
-    (Zhong et al. Fig. 2/3: flat for a Clock, |cos(w(a-b)/2)|-shaped for a Pizza)."""
+    (Zhong et al. Fig. 2/3: flat for a Clock, |cos(w(a-b)/2)|-shaped for a Pizza). ``computes``: whether
+    the model computes a + b; only then does the legend name each circle's algorithm."""
     from .figures import COLORS, _fig
 
     fig = _fig(title, xaxis_title="(a - b) mod p", yaxis_title="correct logit (mean over a + b)")
     d = np.arange(p)
     fig.add_trace(go.Scatter(x=d, y=res.overall.logit_by_distance, name="whole model", line=dict(color="black")))
     for i, (k, m) in enumerate(res.per_frequency.items()):
-        fig.add_trace(go.Scatter(x=d, y=m.logit_by_distance, name=f"frequency {k} ({m.verdict}{', minor' if res.minor(k) else ''})",
+        kind = [m.verdict] if computes else []
+        note = ", ".join(kind + (["minor"] if res.minor(k) else []))
+        fig.add_trace(go.Scatter(x=d, y=m.logit_by_distance, name=f"frequency {k}" + (f" ({note})" if note else ""),
                                  line=dict(color=COLORS[i % len(COLORS)])))
     return fig
 
@@ -45,9 +48,11 @@ def gradient_cosine_figure(res: al.AlgorithmResult, title: str) -> go.Figure:
     return fig
 
 
-def _measures_dict(m: al.AlgorithmMeasures) -> dict:
+def _measures_dict(m: al.AlgorithmMeasures, computes: bool) -> dict:
+    """The measures; ``verdict`` is what they read (``measures_read``) only for a model that computes a + b."""
     return {"gradient_symmetricity": m.gradient_symmetricity, "symmetric_share": m.symmetric_share,
-            "distance_irrelevance": m.distance_irrelevance, "verdict": m.verdict}
+            "distance_irrelevance": m.distance_irrelevance, "measures_read": m.verdict,
+            "verdict": m.verdict if computes else "undetermined"}
 
 
 def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, seed: int = 0) -> Report:
@@ -71,13 +76,14 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
     f = al.model_logit_fn(w, run.task, spec)
     res = al.algorithm(f, w["embed.W_E"][0, :p], keys, n_triples, seed)
     verdict, reason = res.verdict, res.reason
-    if accuracy < MIN_ACCURACY:
+    computes = accuracy >= MIN_ACCURACY
+    if not computes:  # the rows' verdicts are then only what their measures read like
         verdict, reason = "undetermined", f"accuracy {accuracy:.1%} on the table: the model does not compute a + b"
     payload = {
         "run": run.name, "step": step, "p": p, "attention_rate": rate, "accuracy": accuracy,
         "key_frequencies": keys, "key_frequencies_from": source, "n_triples": n_triples, "seed": seed,
-        "overall": _measures_dict(res.overall),
-        "per_frequency": {str(k): _measures_dict(m) | {"logit_share": res.circle_shares[k], "minor": res.minor(k)}
+        "overall": _measures_dict(res.overall, computes),
+        "per_frequency": {str(k): _measures_dict(m, computes) | {"logit_share": res.circle_shares[k], "minor": res.minor(k)}
                           for k, m in res.per_frequency.items()},
         "verdict": verdict, "reason": reason,
         "thresholds": {"symmetric_cosine": al.SYMMETRIC_COSINE, "pizza_symmetricity": al.PIZZA_SYMMETRICITY,
@@ -87,8 +93,10 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
     def row(label, m, share=None):
         share_text = f"{share:>12.2%}" if share is not None else f"{'':>12}"
         minor = " (minor circle: left out of the verdict)" if share is not None and share < al.MIN_CIRCLE_SHARE else ""
+        # a model that does not compute a + b runs neither algorithm, whatever its measures read like
+        kind = m.verdict if computes else f"none (its measures read {m.verdict})"
         return (f"  {label:<14} {m.gradient_symmetricity:>12.3f} {m.symmetric_share:>10.1%} "
-                f"{m.distance_irrelevance:>12.3f} {share_text}  {m.verdict}{minor}")
+                f"{m.distance_irrelevance:>12.3f} {share_text}  {kind}{minor}")
 
     lines = [
         f"{run.name} at step {step} ({run.task.formula}, attention rate {rate:g}, accuracy {accuracy:.1%}):",
@@ -102,7 +110,7 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
         f"  verdict: {verdict} ({reason})",
     ]
     figs = {
-        "algorithm_logit_vs_distance": logit_vs_distance_figure(res, p, f"{run.name}: correct logit vs a - b (step {step})"),
+        "algorithm_logit_vs_distance": logit_vs_distance_figure(res, p, f"{run.name}: correct logit vs a - b (step {step})", computes),
         "algorithm_gradient_cosines": gradient_cosine_figure(res, f"{run.name}: gradient cosines over {n_triples} triples"),
     }
     return Report(payload, lines, figs)

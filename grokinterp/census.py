@@ -69,7 +69,7 @@ def census_report(rows: list[dict], title: str) -> Report:
     agree = [r for r in grokked if r["irrep_dominant"]]
     fmt = lambda c: ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none"  # noqa: E731
     lines = [f"{title}: {n} seeds, {len(grokked)} reached 99% test accuracy",
-             f"  W_U's dominant irrep (share > 50%) among those: {fmt(dominant)}",
+             f"  W_U's dominant irrep (share > 50% and above its rows shuffled over the elements) among those: {fmt(dominant)}",
              f"  k-means recovers the cosets of the best class in {len(clustered)}: {fmt(classes)}",
              f"  best class is a stabiliser of the dominant irrep in {sum(r['agrees'] for r in agree)} of {len(agree)} "
              f"(the largest one in {sum(r['largest_stabiliser'] for r in agree)})"]

@@ -219,6 +219,16 @@ def _identification_line(group, cs, ident) -> str:
             "(one coset gH is also the right coset (gHg^-1)g)")
 
 
+def _structure_line(matrix: str, ratio: float, null) -> str:
+    """Whether the best partition's F stands out of the best F of the matrix's rows shuffled over the
+    elements (``analysis.cosets.shuffled_rows_null``): the only claim of coset structure a report makes."""
+    of = (f"the best F of {matrix}'s rows shuffled over the elements ({null.quantile:.0%} quantile of {null.draws} "
+          f"shuffles: {null.best_ratio:.2f})")
+    if ratio > null.best_ratio:
+        return f"  the best partition stands out: F {ratio:.2f} is above {of}"
+    return f"  no coset structure stands out: F {ratio:.2f} is within {of}, so the best partition is only the top of a ranking of noise"
+
+
 def grokking_steps(run: Run) -> dict:
     """Test acc >= 99%: first logged step (metrics.csv), the logging interval there, and the first
     checkpoint at or after it (what checkpoint-based analyses can see)."""
@@ -236,6 +246,10 @@ def _phases_text(ph) -> str:
     """The phases line: the three phases where the rules found their boundaries, else what was not reached."""
     if ph.memorised_step is None:
         return "phases: none: train accuracy never reached 99% at a checkpoint (no memorisation to start from)"
+    if ph.memorisation_end is None and ph.cleanup_start is None:
+        return (f"phases: memorisation from step 0, not ended by the last checkpoint: train accuracy reached 99% at step "
+                f"{ph.memorised_step:,}, test accuracy never passed 50%, and the sum of squared weights is largest at the last "
+                "checkpoint (still growing)")
     if ph.memorisation_end is None:
         return (f"phases: not separable: test accuracy passed 50% (step {ph.cleanup_start:,}) before train accuracy "
                 f"reached 99% (step {ph.memorised_step:,}), so the run generalised while it was still fitting")
@@ -296,7 +310,7 @@ def _formation_vs_grokking(formed, steps, grok) -> str:
 def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) -> Report:
     """Power et al. Fig. 3: t-SNE of the output weights, coloured by cosets (groups) or x mod k (modular)."""
     from . import figures as F
-    from .analysis.cosets import coset_scores, identify_best, random_partition_scores
+    from .analysis.cosets import coset_scores, identify_best, random_partition_scores, shuffled_rows_null
     from .analysis.tsne import output_vectors, tsne
 
     step = run.resolve_step(step)
@@ -305,37 +319,47 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     xy = tsne(X, seed)
     payload = {"run": run.name, "step": step, "seed": seed, "points": xy}
     if run.task.group is None:
-        from .analysis.fourier import frequency_shares, random_largest_share
+        from .analysis.fourier import frequency_shares, shuffled_largest_share
 
         p = run.task.p
         shares = frequency_shares(X).numpy()
         top = [int(i) for i in np.argsort(-shares)[:4]]
         f1 = top[0] + 1
-        random_top = random_largest_share(*X.shape, seed=seed)  # does the largest share stand out of random matrices'?
+        shuffled_top = shuffled_largest_share(X, seed=seed)  # does the largest share stand out of shuffled rows'?
         inverse = pow(f1, -1, p)
-        stands_out = bool(shares[f1 - 1] > random_top)
+        stands_out = bool(shares[f1 - 1] > shuffled_top)
+        standing = [int(i) + 1 for i in np.argsort(-shares) if shares[i] > shuffled_top]
         payload.update(frequency_shares={int(i) + 1: float(shares[i]) for i in np.argsort(-shares)},
-                       largest_share_random_99th=random_top, frequency_stands_out=stands_out,
+                       largest_share_shuffled_99th=shuffled_top, frequency_stands_out=stands_out, frequencies_standing_out=standing,
                        circle_step=min(inverse, p - inverse) if stands_out else None)  # x -> x+k and x -> x-k are the two neighbours
         lines = [f"{run.name} at step {step:,}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
-                 + " (the output vectors of one frequency lie on a circle; the t-SNE shows one where a frequency stands out)"]
+                 + " (the output vectors of one frequency lie on a circle)"]
         if stands_out:
-            lines.append(f"  neighbours on frequency {f1}'s circle differ by {payload['circle_step']} (--k {payload['circle_step']} joins them; "
-                         f"its share is above {random_top:.1%}, the 99th percentile of the largest share in 200 random Gaussian matrices)")
+            several = (f"; they lie on {len(standing)} circles at once, so the t-SNE need not show one ring" if len(standing) > 1
+                       else "; the t-SNE can show its circle as a ring")
+            lines.append(f"  frequencies standing out: {_fmt_freqs(standing)} (share above {shuffled_top:.1%}, the 99th percentile of the "
+                         f"largest share when W_U^T's rows are shuffled over x, 200 shuffles){several}")
+            lines.append(f"  neighbours on the circle of frequency {f1} (the largest share) differ by {payload['circle_step']} "
+                         f"(--k {payload['circle_step']} joins them)")
         else:
-            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what random Gaussian matrices of "
-                         f"this shape give (99th percentile of their largest: {random_top:.1%}), so there is no circle to join")
+            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what W_U^T's rows shuffled over x "
+                         f"give (99th percentile of the largest share in 200 shuffles: {shuffled_top:.1%}), so there is no circle to join")
         fig = F.tsne_modular(xy, k, f"t-SNE of the output weights ({run.task.formula})", run=run.name, step=step)
     else:
         group = run.task.group
         cs = coset_scores(X[None], group)
         best = cs.best()
         ident = identify_best(cs, group, float(random_partition_scores(X[None], best.labels)[0].std()))
+        null = shuffled_rows_null(X, group, seed=seed)
+        ratio = float(cs.ratios[0, cs.best_index()])
         payload["colour_by"] = _identified_label(group, cs, ident, run.task.element_names())
         payload["colour_by_identified"] = ident.identified
+        payload.update(colour_by_variance_ratio=ratio, shuffled_best_variance_ratio=null.best_ratio,
+                       colour_by_stands_out=ratio > null.best_ratio)
         lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
-                 f"(variance ratio): {payload['colour_by']}", _identification_line(group, cs, ident)]
+                 f"(variance ratio): {payload['colour_by']}", _structure_line("W_U", ratio, null),
+                 _identification_line(group, cs, ident)]
         fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name})",
                            subgroup=group.subgroups[best.subgroup].name,
                            note=_identified_note(group, cs, ident, run.task.element_names()), run=run.name, step=step)
@@ -344,6 +368,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
 
 COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the matrix clusters into cosets"
 KMEANS_SEEDS = 5  # seeds of the direct clustering at the last checkpoint
+OVER_TRAINING_SHUFFLES = 50  # shuffles per checkpoint for the top class over training (200 at the last checkpoint)
 
 
 def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Report:
@@ -352,7 +377,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     checkpoint into the final best class's cosets, against the grokking step; link to irreps."""
     from . import figures as F
     from .analysis.cosets import (class_fraction, cluster_cosets, coset_scores, identify_best, irrep_predicted_scores,
-                                  random_partition_scores, same_partition)
+                                  random_partition_scores, same_partition, shuffled_best_ratios, shuffled_rows_null)
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
 
     group = _require_group(run, "cosets")
@@ -372,11 +397,15 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     null = random_partition_scores(X[-1:], best.labels)[0]
     z = (cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)
     ident = identify_best(cs, group, float(null.std()))
+    shuffled = shuffled_rows_null(X[-1], group)
+    stands_out = bool(cs.ratios[-1, b] > shuffled.best_ratio)
     ranked = cs.ranked_classes(group)  # one partition per class, by variance ratio
     shares = irrep_shares(X[-1:], group)
     predicted = irrep_predicted_scores(shares, group, cs.partitions)[0]  # (P,) at the last checkpoint
     shares = shares[0].numpy()
     best_steps = [cs.best_index(s) for s in range(len(steps))]
+    over_training = shuffled_best_ratios(X, group, OVER_TRAINING_SHUFFLES)  # (S,) the best F's null at every checkpoint
+    stands_out_over_training = [bool(cs.ratios[s, i] > q) for s, (i, q) in enumerate(zip(best_steps, over_training))]
     # direct clustering into the final best class's number of cosets: at every checkpoint (seed 0),
     # and at the last with several seeds
     runs = [cluster_cosets(X[s], group, n_cosets, clusters) for s in range(len(steps))]
@@ -409,7 +438,9 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
                  "side": best.side if ident.identified else None,
                  "generators": [names[g] for g in h.generators] if ident.identified else None,
                  "score": float(cs.scores[-1, b]), "variance_ratio": float(cs.ratios[-1, b]),
-                 "z_vs_random_partitions": float(z), "irrep_prediction": float(predicted[b])},
+                 "z_vs_random_partitions": float(z), "irrep_prediction": float(predicted[b]), "stands_out": stands_out},
+        "shuffled_rows": {"draws": shuffled.draws, "irrep_draws": shuffled.irrep_draws, "quantile": shuffled.quantile,
+                          "best_variance_ratio": shuffled.best_ratio, "irrep_shares": shuffled.irrep_shares.tolist()},
         "class_partitions": {"count": len(ident.candidates), "margin_over_runner_up": ident.margin,
                              "random_spread": ident.noise, "partitions": [describe(i) for i in ident.candidates]},
         "random_baseline": {"score": 0.0, "variance_ratio": 1.0, "score_mean": float(null.mean()), "score_std": float(null.std()),
@@ -429,14 +460,17 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "grokking": grok,
         "best_score_over_training": [float(cs.scores[s, i]) for s, i in enumerate(best_steps)],
         "best_subgroup_over_training": [group.subgroups[cs.partitions[i].subgroup].name for i in best_steps],
-        "irreps": {"names": irreps, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist()},
+        "best_stands_out_over_training": stands_out_over_training,
+        "shuffled_best_variance_ratio_over_training": over_training.tolist(),
+        "irreps": {"names": irreps, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist(),
+                   "above_shuffled_rows": [n for n, up in zip(irreps, shuffled.irreps_above(shares)) if up]},
         "dominant_irrep": {"name": irreps[top_irrep], "share": float(shares[top_irrep]),
                            "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
                            "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
     }
     labels = _irrep_labels(group)
-    used = [n for n, s in zip(labels, shares) if s > 0.1]
+    used = [n for n, up in zip(labels, shuffled.irreps_above(shares)) if up]
     seeds_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else "one run"
     if len(ident.candidates) == 1 or not distinct:
         which = ""
@@ -449,6 +483,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "(random: about 1), which rewards fewer blocks: a finer class can score higher yet rank lower",
         f"  best at step {steps[-1]:,}: {_identified_label(group, cs, ident, names)}; F {cs.ratios[-1, b]:.1f}, score "
         f"{cs.scores[-1, b]:.3f} (random partitions of the same sizes: {null.mean():.3f} +- {null.std():.3f}, z = {z:.0f})",
+        _structure_line(matrix, float(cs.ratios[-1, b]), shuffled),
         _identification_line(group, cs, ident),
         f"  the irrep shares of {matrix} predict a score of {predicted[b]:.3f} for it (each irrep part using all columns of rho "
         "alike; more means tighter cosets)",
@@ -460,13 +495,18 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
         + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": "
         + _formation_vs_grokking(formed, steps, grok["logged_step"]),
-        "  top class by F per checkpoint: " + _runs_text(steps.tolist(), payload["best_subgroup_over_training"]),
+        f"  top class by F per checkpoint, where its F is above {OVER_TRAINING_SHUFFLES} shuffles of that checkpoint's rows (99% "
+        "quantile; else none): " + _runs_text(steps.tolist(), [n if up else "none" for n, up in
+                                                               zip(payload["best_subgroup_over_training"], stands_out_over_training)]),
         "  " + _grokking_text(grok),
-        f"  irreps carrying {matrix} (share > 10%): {', '.join(used) or 'none'}; {h.name} fixes dims "
+        f"  irreps carrying more of {matrix} than its rows shuffled give ({shuffled.irrep_draws} shuffles, {shuffled.quantile:.0%} for all "
+        f"irreps at once): {', '.join(used) or 'none'}; "
+        f"{h.name} fixes dims "
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(labels, fixed)),
         f"  {matrix} is {shares[top_irrep]:.0%} in {labels[top_irrep]}, whose vectors have the stabilisers (largest first) "
         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
-        + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them",
+        + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them; shuffled rows put up to "
+        f"{shuffled.irrep_shares[top_irrep]:.0%} in that irrep",
         f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (built from the columns H fixes "
         "alone, it would be constant on H's cosets)",
     ]
@@ -479,6 +519,9 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         steps, {label(i): ratios_by_class[c] for i, c in zip(top, cids)}, {label(i): scores_by_class[c] for i, c in zip(top, cids)},
         f"Coset structure of {matrix}: the top {len(top)} subgroup classes at the end", run=run.name)}
     return Report(payload, lines, figs)
+
+
+LOGIT_SHARE = 0.01  # an irrep's share of the logit variance (cos^2) from which the reps report names it as explaining the logits
 
 
 def reps_report(run: Run, step: int | None = None) -> Report:
@@ -511,9 +554,13 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     lines = [f"{run.name} at step {step:,}: share explained per irrep of {group.name} (dimension; columns of rho(g) used)"]
     lines += [f"  {n:<{width}}  d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(labels, payload["dims"], WE, WU, cos, cols_E, cols_U)]
-    carriers = [labels[i] for i in top if logit_share[i] >= 0.01] or [labels[top[0]]]
+    carriers = [labels[i] for i in top if logit_share[i] >= LOGIT_SHARE]
     paper = " (Chughtai et al.'s S5 model: sign + standard, about 85%)" if group.is_symmetric and group.degree == 5 else ""
-    lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance{paper}")
+    if carriers:
+        lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance{paper}")
+    else:
+        lines.append(f"  no irrep explains {LOGIT_SHARE:.0%} of the logit variance (the largest, {labels[top[0]]}, "
+                     f"{logit_share[top[0]]:.2%}){paper}")
     figs = {
         "irreps_shares": F.irrep_shares(labels, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}, run=run.name, step=step),
         "irreps_W_U_over_training": F.irrep_shares_over_training(steps, labels, over, "Irrep shares of W_U over training",
@@ -532,7 +579,8 @@ def training_report(run: Run) -> Report:
     memorised = first_step(m["step"], m["train_acc"] >= 0.99)
     payload = {"run": run.name, "memorised_step": memorised, "grokked_step": grok["logged_step"], "grokking": grok,
                "final_train_acc": float(m["train_acc"][-1]), "final_test_acc": float(m["test_acc"][-1])}
-    lines = [f"{run.name}: train acc >= 99% first logged at step {_fmt_step(memorised)}; final train {m['train_acc'][-1]:.3f}, "
+    reached = f"first logged at step {memorised:,}" if memorised is not None else "never logged"
+    lines = [f"{run.name}: train acc >= 99% {reached}; final train {m['train_acc'][-1]:.3f}, "
              f"test {m['test_acc'][-1]:.3f}",
              f"  {_grokking_text(grok)}"]
     figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"Train and validation accuracy ({run.task.formula})", run=run.name),
@@ -620,6 +668,13 @@ def _sequence_labels(cfg: dict, other: dict, names: tuple[str, str]) -> tuple[st
 CIRCUIT_THRESHOLD = 0.3  # attention share at one offset; chance is ~1/context length
 
 
+def _offsets_text(profile: np.ndarray) -> str:
+    """Each head's best induction offset (profile: (heads, offsets) scores), named only above
+    ``CIRCUIT_THRESHOLD``: below it the offsets' scores are all near chance and their argmax is noise."""
+    return "; ".join(f"head {h}: offset {int(row.argmax()) + 1} ({row.max():.2f})" if row.max() > CIRCUIT_THRESHOLD
+                     else f"head {h}: none above {CIRCUIT_THRESHOLD} (best {row.max():.2f})" for h, row in enumerate(profile))
+
+
 def phases_report(run_dir, compare=None) -> Report:
     """Per-group phase changes of a sequence run (and, with ``compare``, a second run beside it)."""
     from . import figures as F
@@ -660,8 +715,7 @@ def phases_report(run_dir, compare=None) -> Report:
                      else f"  no induction head at offset 1 (best final score {best:.2f})")
         profile = _final_offset_profile(run_dir)
         payload["final_offset_profile"] = profile.tolist()
-        heads = [f"head {h}: offset {int(row.argmax()) + 1} ({row.max():.2f})" for h, row in enumerate(profile)]
-        lines.append("  last layer at the end, best induction offset per head: " + "; ".join(heads))
+        lines.append("  last layer at the end, best induction offset per head: " + _offsets_text(profile))
         circuit = induction_formation_step(m, CIRCUIT_THRESHOLD, prefix="induction_best")
         if any(k.startswith("induction_best") for k in m):
             payload["induction_circuit_step"] = circuit

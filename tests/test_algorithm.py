@@ -175,11 +175,17 @@ def test_algorithm_command_on_an_untrained_run(tmp_path, capsys):
     assert main(["algorithm", "--run", "untrained", "--runs-dir", str(runs), "--json", "--no-figures", "--triples", "200"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "undetermined" and out["accuracy"] < 0.5 and out["attention_rate"] == 0.5
-    assert set(out["overall"]) == {"gradient_symmetricity", "symmetric_share", "distance_irrelevance", "verdict"}
+    assert set(out["overall"]) == {"gradient_symmetricity", "symmetric_share", "distance_irrelevance", "measures_read", "verdict"}
+    # a model that does not compute a + b runs neither algorithm: no row names one, whatever its measures read
+    rows = [out["overall"], *out["per_frequency"].values()]
+    assert all(r["verdict"] == "undetermined" and r["measures_read"] in ("clock", "pizza", "unclear") for r in rows)
     # no neuron clusters: the frequencies examined come from the W_L gap rule, and the report says so
     assert out["key_frequencies_from"] == "W_L spectrum gap" and out["key_frequencies"]
     assert main(["algorithm", "--run", "untrained", "--runs-dir", str(runs), "--no-figures", "--triples", "200"]) == 0
-    assert "no neuron clusters: the frequencies above the largest gap of the W_L spectrum" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "no neuron clusters: the frequencies above the largest gap of the W_L spectrum" in text
+    table = [line for line in text.splitlines() if line.startswith(("  frequency ", "  whole model"))]
+    assert len(table) == len(out["per_frequency"]) + 1 and all("  none (its measures read " in line for line in table)
     assert main(["algorithm", "--run", "untrained", "--runs-dir", str(runs), "--triples", "0"]) == 2
     assert main(["algorithm", "--run", "s5", "--no-figures"]) == 1  # not a + b mod p: one line, no traceback
     err = capsys.readouterr().err

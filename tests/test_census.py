@@ -8,6 +8,7 @@ import torch
 from grokinterp.analysis.census import census_row
 from grokinterp.census import census_report, census_table
 from grokinterp.cli import main
+from grokinterp.groups import FiniteGroup
 from grokinterp.tasks import Task
 
 G = Task("s5_mul", 0).group
@@ -71,3 +72,11 @@ def test_census_command_on_a_group_sweep(tmp_path, capsys):
     assert out["seeds"] == 2 and len(out["rows"]) == 2 and (tmp_path / "g" / "census.csv").is_file()
     assert main(["census", "--sweep", "nothing", "--runs-dir", str(tmp_path)]) == 2
     assert "no sweep named" in capsys.readouterr().err
+
+
+def test_a_small_group_has_no_dominant_irrep_by_chance():
+    """In S3 a random matrix puts d^2 / (n - 1) = 80% in the 2-dimensional irrep: above the 50% rule, not
+    above the rows shuffled over the elements, so no irrep is dominant (it used to be)."""
+    S3 = FiniteGroup.symmetric(3)
+    row = census_row(torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64), S3, [0, 10])
+    assert row["irrep_share"] > 0.5 and row["irrep_share"] <= row["irrep_share_shuffled"] and not row["irrep_dominant"]

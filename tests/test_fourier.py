@@ -279,3 +279,32 @@ def test_one_grokking_step_in_every_report(tiny_run, tmp_path):
     assert g == {"logged_step": 500, "logged_every": 50, "first_checkpoint_at_or_after": 550}
     text = "test acc >= 99% first logged at step 500 (metrics.csv, every 50 steps there); first checkpoint at/after it: 550"
     assert text in "\n".join(training_report(run).lines) and text in "\n".join(progress_report(run).lines)
+
+
+def test_memorisation_is_not_ended_while_the_weights_still_grow():
+    """A run that fit its training data and never generalised, its weights growing to the last checkpoint:
+    the largest weight norm there is no peak yet, so no memorisation end and no circuit formation is claimed
+    (it used to read 'memorisation 0-600, circuit formation to (not reached ...)'). Once the norm has turned,
+    its peak ends memorisation as before."""
+    from grokinterp.report import _phases_text
+
+    steps = np.arange(0, 601, 50)
+    train_acc, test_acc = np.where(steps >= 100, 1.0, 0.3), np.full(len(steps), 0.05)
+    growing = detect_phases(steps, train_acc, test_acc, 500.0 + steps)
+    assert growing.memorised_step == 100 and growing.memorisation_end is None and growing.cleanup_start is None
+    text = _phases_text(growing)
+    assert "not ended by the last checkpoint" in text and "circuit formation" not in text
+    turned = detect_phases(steps, train_acc, test_acc, 500.0 + np.minimum(steps, 800 - steps))
+    assert turned.memorisation_end == 400 and _phases_text(turned).startswith("phases: memorisation 0-400, circuit formation to (not")
+
+
+def test_the_shuffled_null_of_the_largest_share_sees_a_few_large_directions():
+    """W_U^T with two large directions: a Gaussian matrix of its shape understates how large a share one
+    frequency takes by chance; shuffles of its own rows do not (the null `grokinterp tsne` uses)."""
+    gen = torch.Generator().manual_seed(0)
+    iso = torch.randn(23, 64, generator=gen, dtype=torch.float64)
+    wide = iso * torch.tensor([10.0, 10.0] + [1.0] * 62, dtype=torch.float64)
+    gauss = torch.randn(200, 23, 64, generator=gen, dtype=torch.float64)
+    gaussian_99th = float(torch.quantile(fa.frequency_shares(gauss).max(-1).values, 0.99))
+    assert fa.shuffled_largest_share(iso) == pytest.approx(gaussian_99th, abs=0.02)
+    assert fa.shuffled_largest_share(wide) > gaussian_99th + 0.05

@@ -19,11 +19,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..groups import FiniteGroup
-from .cosets import class_fraction, cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores
+from .cosets import class_fraction, cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores, shuffled_irrep_shares
 from .representations import irrep_shares, stabilising_subgroups
 
 COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the cosets are recovered"
-DOMINANT = 0.5  # irrep share above which an irrep is "dominant" (a random matrix gives d^2 / (n - 1): 0.30 for S5's 6-dim)
+DOMINANT = 0.5  # irrep share above which an irrep is "dominant", if also above shuffled rows' (a random matrix gives
+# d^2 / (n - 1) on average: 0.30 for S5's 6-dim irrep, 0.80 for S3's 2-dim one)
 
 
 def best_scores_of_random_matrices(shape: tuple[int, int], group: FiniteGroup, draws: int = 20, seed: int = 0) -> np.ndarray:
@@ -39,7 +40,8 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     """Irrep, predicted and measured coset class of one seed from its output vectors at saved steps.
 
     X[s] holds one row per group element (W_U^T) at ``steps[s]``; the last step is the verdict's.
-    Returns a flat dict (a table row): the dominant irrep and its share, the predicted classes, the
+    Returns a flat dict (a table row): the largest irrep and its share, whether it is dominant (share
+    above ``DOMINANT`` and above the rows shuffled over the elements, ``cosets.shuffled_irrep_shares``), the predicted classes, the
     measured best class with score, z against 200 random partitions of its block sizes and against
     the best partition of 20 Gaussian matrices (the selection's own null), the irreps' predicted score,
     the k-means share of clusters that are cosets of that class, whether the measured class is one of the
@@ -49,6 +51,7 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     cs = coset_scores(X, group)
     shares = irrep_shares(X[-1:], group)[0].numpy()
     top = int(np.argmax(shares))
+    shuffled = shuffled_irrep_shares(X[-1], group, seed=seed)
     stabilisers = stabilising_subgroups(group, top)
     b = cs.best_index()
     part = cs.partitions[b]
@@ -63,7 +66,8 @@ def census_row(X: Float[Tensor, "S n d"], group: FiniteGroup, steps: list[int], 
     return {
         "irrep": group.irrep_names[top],
         "irrep_partition": "" if group.irrep_partitions is None else "(" + ",".join(map(str, group.irrep_partitions[top])) + ")",
-        "irrep_share": float(shares[top]), "irrep_dominant": bool(shares[top] > DOMINANT),
+        "irrep_share": float(shares[top]), "irrep_share_shuffled": float(shuffled[top]),
+        "irrep_dominant": bool(shares[top] > max(DOMINANT, shuffled[top])),
         "predicted_classes": " ".join(f"{name}[{c}]" for c, name, *_ in stabilisers),
         "best_class": h.name, "best_class_id": h.class_id, "best_order": h.order, "n_cosets": k,
         "score": float(cs.scores[-1, b]), "z_vs_random": float((cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)),

@@ -38,7 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..groups import FiniteGroup
-from .representations import fixed_dimensions
+from .representations import fixed_dimensions, isotypic_projectors
 
 SIDES = ("left", "right")
 
@@ -82,7 +82,8 @@ def within_share(X: Float[Tensor, "S n d"], A: Float[Tensor, "P n n"]) -> Float[
 def coset_within_share(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions: list[Partition]) -> Float[Tensor, "S P"]:
     """``within_share`` of coset partitions without an n x n matrix per partition: a and b share a
     left coset gH iff b = a h with h in H, so <A, Xc Xc^T> = (1/|H|) sum_{h in H} c(h) with
-    c(h) = sum_a <x_a, x_{a h}> (right cosets Hg: x_{h a}). Memory O(n^2 + P n), as S6 needs."""
+    c(h) = sum_a <x_a, x_{a h}> (right cosets Hg: x_{h a}). Memory O(n^2 + P n) per checkpoint, as S6
+    needs; the Gram matrices of checkpoints are taken in batches of up to 64 MB."""
     Xc = X.double() - X.double().mean(-2, keepdim=True)
     total = Xc.pow(2).sum((-2, -1)).clamp_min(1e-30)
     table = torch.as_tensor(group.table)
@@ -92,11 +93,13 @@ def coset_within_share(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions
         h = list(group.subgroups[part.subgroup].elements)
         mean_over_h[p, h] = 1 / len(h)
     between = torch.zeros(X.shape[0], len(partitions), dtype=torch.float64)
-    for s in range(X.shape[0]):
-        gram = Xc[s] @ Xc[s].T
+    batch = max(1, 2**23 // group.n**2)
+    for s in range(0, X.shape[0], batch):
+        gram = Xc[s : s + batch] @ Xc[s : s + batch].transpose(-1, -2)  # (B, n, n)
         for side in SIDES:
             sel = [p for p, part in enumerate(partitions) if part.side == side]
-            between[s, sel] = mean_over_h[sel] @ gram.gather(1, partner[side]).sum(0)
+            c = gram.gather(2, partner[side].expand(gram.shape[0], -1, -1)).sum(1)  # (B, n): c(h)
+            between[s : s + batch, sel] = c @ mean_over_h[sel].T
     return 1 - between / total[:, None]
 
 
@@ -189,6 +192,62 @@ def random_partition_scores(X: Float[Tensor, "S n d"], labels: np.ndarray, draws
     chunks = [parts[i : i + 16] for i in range(0, draws, 16)]  # 16 n x n matrices at a time (S6: 66 MB)
     W = torch.cat([within_share(X, averaging_matrices(c, len(labels))) for c in chunks], 1)
     return (1 - W / random_expectation(labels)).numpy()
+
+
+@dataclass
+class ShuffledNull:
+    """What one matrix's rows give once shuffled over the group elements: the ``quantile`` over the
+    shuffles of the best partition's variance ratio F, and, for each irrep, the quantile of its share
+    that holds for all k irreps at once (Bonferroni: 1 - (1 - quantile) / k)."""
+
+    best_ratio: float
+    irrep_shares: np.ndarray  # (k,): a random share is d_chi^2 / (n - 1) on average
+    draws: int  # shuffles for the best F
+    irrep_draws: int  # shuffles for the irrep shares (enough for the Bonferroni quantile)
+    quantile: float
+
+    def irreps_above(self, shares) -> np.ndarray:
+        """(k,) bool: which irrep shares exceed the shuffles' (beyond float rounding: the trivial irrep's are ~0)."""
+        return np.asarray(shares) > self.irrep_shares + 1e-9
+
+
+def _permutations(n: int, draws: int, seed: int) -> Tensor:
+    """(draws, n) seeded permutations; the first k are the same for any draws >= k."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(n, generator=gen) for _ in range(draws)])
+
+
+def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: int = 200, seed: int = 0,
+                         quantile: float = 0.99) -> np.ndarray:
+    """(S,) for every checkpoint, the ``quantile`` of the best partition's F over ``draws`` shuffles of its rows
+    (``shuffled_rows_null``)."""
+    perms, partitions = _permutations(group.n, draws, seed), coset_partitions(group)
+    return np.array([np.quantile(coset_scores(x.double()[perms], group, partitions).ratios.max(1), quantile) for x in X])
+
+
+def shuffled_irrep_shares(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 2000, seed: int = 0,
+                          quantile: float = 0.99) -> np.ndarray:
+    """(k,) each irrep's share of X with its rows shuffled over the elements, at the quantile that holds
+    for all k irreps at once (1 - (1 - quantile) / k), read off the shuffled Gram matrices:
+    |P_chi Xc|^2 = tr(P_chi Xc Xc^T)."""
+    perms = _permutations(group.n, draws, seed)
+    Xc = X.double() - X.double().mean(0)
+    gram = Xc @ Xc.T
+    P = isotypic_projectors(group)
+    batch = max(1, 2**23 // group.n**2)
+    shares = torch.cat([torch.einsum("kxy,byx->bk", P, gram[q[:, :, None], q[:, None, :]].to(P.dtype)).real
+                        for q in perms.split(batch)]) / gram.trace().clamp_min(1e-30)
+    return np.quantile(shares.numpy(), 1 - (1 - quantile) / len(group.irrep_names), axis=0)
+
+
+def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
+                       seed: int = 0, quantile: float = 0.99) -> ShuffledNull:
+    """The null for structure in X that ties its rows to the group. A shuffle of the rows keeps the
+    vectors (their norms, the columns' variances and correlations) and breaks any tie to the elements.
+    The best partition is the largest F over every partition, so its null is the largest F of each
+    shuffle, not one random partition's (a matrix with a few large directions reaches F ~ 2 by chance)."""
+    return ShuffledNull(float(shuffled_best_ratios(X[None], group, draws, seed, quantile)[0]),
+                        shuffled_irrep_shares(X, group, irrep_draws, seed, quantile), draws, irrep_draws, quantile)
 
 
 def irrep_predicted_scores(shares: Float[Tensor, "S k"], group: FiniteGroup, partitions: list[Partition] | None = None) -> np.ndarray:

@@ -82,11 +82,14 @@ def frequency_shares(W: Float[Tensor, "... p d"]) -> Float[Tensor, "... K"]:
     return energy / energy.sum(-1, keepdim=True)
 
 
-def random_largest_share(p: int, d: int, draws: int = 200, seed: int = 0, quantile: float = 0.99) -> float:
-    """The ``quantile`` of the largest frequency share of ``draws`` Gaussian (p, d) matrices: how far a
-    frequency must stand out of W's spectrum before it is more than a random matrix's largest."""
-    noise = torch.randn(draws, p, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return float(torch.quantile(frequency_shares(noise).max(-1).values, quantile))
+def shuffled_largest_share(W: Float[Tensor, "p d"], draws: int = 200, seed: int = 0, quantile: float = 0.99) -> float:
+    """The ``quantile`` of the largest frequency share of W with its rows shuffled over x (``draws``
+    seeded shuffles): how far a frequency must stand out of W's spectrum before it is more than chance.
+    A shuffle keeps the rows (and a few large directions, which let one frequency take more by chance
+    than in a Gaussian matrix of W's shape) and breaks any tie to x."""
+    gen = torch.Generator().manual_seed(seed)
+    perms = torch.stack([torch.randperm(W.shape[0], generator=gen) for _ in range(draws)])
+    return float(torch.quantile(frequency_shares(W.double()[perms]).max(-1).values, quantile))
 
 
 def embedding_spectrum(weights: dict, p: int) -> Float[Tensor, "S p"]:

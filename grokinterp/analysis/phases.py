@@ -4,7 +4,8 @@ Nanda et al. read three phases off their curves: memorisation (0-1.4k epochs), c
 (1.4k-9.4k) and cleanup (9.4k-14k). The rules here make those readings reproducible:
 
 - memorisation ends at the peak of the total sum of squared weights after the training accuracy
-  first reaches 99% (the weights grow while memorising and shrink once the circuit forms);
+  first reaches 99% (the weights grow while memorising and shrink once the circuit forms); while
+  the test accuracy has not passed 50%, a peak at the last checkpoint is none yet (not ended);
 - cleanup starts when the test accuracy first passes 50% (the sharp fall of the test loss);
 - cleanup ends when the sum of squared weights stops falling fast: the first checkpoint after the
   test accuracy passes 99% whose per-step decrease is below 10% of the fastest decrease of cleanup;
@@ -50,8 +51,10 @@ def detect_phases(steps, train_acc, test_acc, sum_squared_weights) -> Phases:
         after = steps >= memorised
         until = steps <= (cleanup_start if cleanup_start is not None else steps[-1])
         window = np.flatnonzero(after & until)
-        if len(window):
-            mem_end = int(steps[window[np.argmax(norm[window])]])
+        peak = window[np.argmax(norm[window])] if len(window) else None
+        # a peak at the last checkpoint before any generalisation is no peak yet: the weights still grow
+        if peak is not None and not (cleanup_start is None and peak == len(steps) - 1):
+            mem_end = int(steps[peak])
     cleanup_end = None
     if cleanup_start is not None and grokked is not None:
         idx = np.flatnonzero(steps >= cleanup_start)
