@@ -83,11 +83,26 @@ def _bars(panel: Panel, x, series: list[tuple[str, np.ndarray, str]], y_title: s
     fig.update_yaxes(title_text=y_title, range=[min(0.0, min(float(np.nanmin(v)) for _, v, _ in series)) * 1.05, top * 1.05 or 1])
 
 
+def _accuracy_note(m: dict) -> str:
+    """What this run's logged accuracies did: memorised, grokked, both at once, or neither yet."""
+    from .analysis.phases import first_step
+
+    fit, grok, last = first_step(m["step"], m["train_acc"] >= 0.99), first_step(m["step"], m["test_acc"] >= 0.99), int(m["step"][-1])
+    if fit is None:
+        return f"Train accuracy has not reached 99% by step {last:,} (the last logged): the run has not fit its training set."
+    if grok is None:
+        return (f"Train accuracy reaches 99% at step {fit:,} (memorisation); test accuracy has not reached 99% by step {last:,} "
+                "(the last logged): no grokking yet.")
+    if grok <= fit:
+        return (f"Test accuracy reaches 99% at step {grok:,}, train accuracy at step {fit:,}: this run generalised while it fit, "
+                "with no memorisation first.")
+    return f"Train accuracy reaches 99% at step {fit:,} (memorisation); test accuracy follows at step {grok:,} (grokking)."
+
+
 def _loss_and_accuracy(run, steps, phases=None) -> Panel:
     m = run.metrics
     panel = Panel(_figure(f"{run.name}: loss and accuracy", 1, 2, ("loss (log)", "accuracy")),
-                  "Train accuracy reaches 100% first (memorisation); the test accuracy follows much later (grokking)."
-                  + (" Shading: memorisation, circuit formation, cleanup (Nanda et al. Sec. 5.2)." if phases else ""))
+                  _accuracy_note(m) + (" Shading: memorisation, circuit formation, cleanup (Nanda et al. Sec. 5.2)." if phases else ""))
     at = _at_checkpoints(m["step"], steps)
     _curves(panel, steps, m["step"], [("train", m["train_loss"], COLORS[0]), ("test", m["test_loss"], COLORS[1])], at, 1, 1)
     _curves(panel, steps, m["step"], [("train", m["train_acc"], COLORS[0]), ("test", m["test_acc"], COLORS[1])], at, 1, 2)
@@ -143,9 +158,11 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     x = np.asarray(steps)
     pm = Panel(_figure(f"Progress measures (key frequencies {', '.join(map(str, keys)) or 'none'})", 1, 2,
                        ("loss (log)", "Gini of Fourier norms")),
-               "Excluded loss (key directions removed, train pairs) rises while the test loss is still high: the "
-               "circuit forms before the test loss falls. Restricted loss (only the key directions) falls first. "
-               "Gini of W_E and W_L rises as they become sparse in the Fourier basis.")
+               ("In a grokking run the excluded loss (key directions removed, train pairs) rises while the test loss is "
+                "still high: the circuit forms before the test loss falls; the restricted loss (only the key directions) "
+                "falls first." if keys else "No neuron clusters at the last checkpoint, so no key frequencies: the restricted "
+                "and excluded losses are not drawn.")
+               + " Gini of W_E and W_L rises as they become sparse in the Fourier basis.")
     every = np.arange(len(steps))
     losses = [("train", m["train_loss"][at], COLORS[0]), ("test", m["test_loss"][at], COLORS[1])]
     if keys:  # without key frequencies there is nothing to restrict to or exclude
@@ -220,7 +237,7 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
 
 
 def _group_panels(run, steps, progress: bool) -> list[Panel]:
-    from .analysis.cosets import averaging_matrices, coset_scores
+    from .analysis.cosets import averaging_matrices, coset_scores, shuffled_rows_null
     from .analysis.representations import irrep_shares
     from .analysis.views import project, structured_plane
 
@@ -238,20 +255,26 @@ def _group_panels(run, steps, progress: bool) -> list[Panel]:
 
     cs = coset_scores(U, group)
     ranked = cs.ranked_classes(group)[:6]  # partition indices, one per subgroup class, best first at the end
-    label = lambda part: f"{group.subgroups[part.subgroup].name}, {part.side}"  # noqa: E731
-    panel = Panel(_figure("Coset scores of W_U: the best subgroup classes at the end", xaxis_title="subgroup, cosets"),
+    label = lambda part: f"{group.subgroups[part.subgroup].name} (class {group.subgroups[part.subgroup].class_id})"  # noqa: E731
+    panel = Panel(_figure("Coset scores of W_U: the best subgroup classes at the end", xaxis_title="subgroup class"),
                   "1 - W / E_random[W] per coset partition (0: chance, 1: each coset collapsed to a point); the classes "
-                  "ranked best at the last checkpoint, followed over training.")
+                  "ranked best at the last checkpoint (one partition each, the best of its conjugates and sides), followed "
+                  "over training.")
     _bars(panel, [label(cs.partitions[i]) for i in ranked], [("score", cs.scores[:, ranked], COLORS[2])], "score")
     panel.figure.update_layout(showlegend=False)
     panels.append(panel)
 
     best = cs.best()
+    ratio, null = float(cs.ratios[-1, cs.best_index()]), shuffled_rows_null(U[-1], group)
+    stands = (f"Its F ({ratio:.2f}) is above the best F of W_U's rows shuffled over the elements (99% of {null.draws} shuffles: "
+              f"{null.best_ratio:.2f}): the colours gather into clusters as the cosets form." if ratio > null.best_ratio else
+              f"No coset structure stands out: its F ({ratio:.2f}) is within what W_U's rows shuffled over the elements give "
+              f"(99% of {null.draws} shuffles: {null.best_ratio:.2f}), so the colours are the top of a ranking of noise.")
     xy = project(U, structured_plane(U[-1], averaging_matrices([best], group.n)[0])).float().numpy()
     lim = float(np.abs(xy).max()) * 1.08 or 1.0
-    panel = Panel(_figure(f"Output vectors (W_U) coloured by the final best cosets: {label(best)}", showlegend=False),
-                  "Each element's output vector on the plane that separates the last checkpoint's best cosets (the same "
-                  "plane at every checkpoint): the colours gather into clusters as the cosets form.")
+    panel = Panel(_figure(f"Output vectors (W_U) coloured by the last checkpoint's top-ranked cosets: {label(best)}", showlegend=False),
+                  "Each element's output vector on the plane that separates the last checkpoint's top-ranked cosets, "
+                  "up to conjugacy and side (the same plane at every checkpoint). " + stands)
     panel.figure.add_trace(go.Scatter(x=xy[0, :, 0], y=xy[0, :, 1], mode="markers", text=run.task.element_names(), hoverinfo="text",
                                       marker=dict(color=best.labels, colorscale="Turbo", size=8)))
     panel.updates += [(0, "x", xy[:, :, 0]), (0, "y", xy[:, :, 1])]

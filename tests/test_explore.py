@@ -222,3 +222,16 @@ def test_run_explore_shows_the_page_inline(tiny_run, tiny_page, monkeypatch):
     shown = tiny_run.explore(height=700)
     frame = re.search(r'<iframe srcdoc="([^"]*)" style="[^"]*height: 700px', shown.data)
     assert frame and html.unescape(frame.group(1)) == page
+
+
+@pytest.mark.parametrize("train,test,says", [
+    ([0.1, 0.5, 0.8], [0.0, 0.1, 0.1], "has not reached 99% by step 20 (the last logged): the run has not fit"),
+    ([0.5, 1.0, 1.0], [0.0, 0.1, 0.3], "Train accuracy reaches 99% at step 10 (memorisation); test accuracy has not reached 99% by step 20"),
+    ([0.5, 1.0, 1.0], [0.0, 0.5, 1.0], "Train accuracy reaches 99% at step 10 (memorisation); test accuracy follows at step 20 (grokking)"),
+    ([0.5, 1.0, 1.0], [0.5, 1.0, 1.0], "generalised while it fit, with no memorisation first"),
+])
+def test_loss_panel_note_says_what_this_run_did(train, test, says):
+    """The note under the loss and accuracy panel reads the run's own accuracies, not the textbook story."""
+    from grokinterp.explore import _accuracy_note
+
+    assert says in _accuracy_note({"step": np.array([0, 10, 20]), "train_acc": np.array(train), "test_acc": np.array(test)})

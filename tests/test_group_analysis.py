@@ -405,3 +405,18 @@ def test_group_reports_claim_no_structure_on_untrained_models(group_reports, spe
     assert group_reports[spec]["reps"].lines[-1].startswith("  no irrep explains 1% of the logit variance")
     if "training" in group_reports[spec]:
         assert "train acc >= 99% never logged" in group_reports[spec]["training"].lines[0]
+
+
+def test_explorer_names_coset_structure_only_where_it_stands_out(group_reports):
+    """The explorer's coset panel says whether the top-ranked partition stands out of W_U's rows shuffled
+    over the elements: not on an S4 run 4 steps old, yes on the shipped s5-post."""
+    import grokinterp as gi
+    from grokinterp.explore import explorer_panels
+
+    def coset_note(run):
+        panel = next(p for p in explorer_panels(run, run.steps) if p.figure.layout.title.text.startswith("Output vectors"))
+        assert "up to conjugacy and side" in panel.note and ", left" not in panel.figure.layout.title.text
+        return panel.note
+
+    assert "No coset structure stands out" in coset_note(group_reports["S4"]["run"])
+    assert "is above the best F of W_U's rows shuffled" in coset_note(gi.load_run("s5-post"))
