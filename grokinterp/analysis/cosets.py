@@ -79,6 +79,11 @@ def within_share(X: Float[Tensor, "S n d"], A: Float[Tensor, "P n n"]) -> Float[
     return 1 - between / total[:, None]
 
 
+def _gram_batch(n: int) -> int:
+    """How many (n, n) float64 Gram matrices make up 64 MB (at least one)."""
+    return max(1, 2**23 // n**2)
+
+
 def coset_within_share(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions: list[Partition]) -> Float[Tensor, "S P"]:
     """``within_share`` of coset partitions without an n x n matrix per partition: a and b share a
     left coset gH iff b = a h with h in H, so <A, Xc Xc^T> = (1/|H|) sum_{h in H} c(h) with
@@ -93,7 +98,7 @@ def coset_within_share(X: Float[Tensor, "S n d"], group: FiniteGroup, partitions
         h = list(group.subgroups[part.subgroup].elements)
         mean_over_h[p, h] = 1 / len(h)
     between = torch.zeros(X.shape[0], len(partitions), dtype=torch.float64)
-    batch = max(1, 2**23 // group.n**2)
+    batch = _gram_batch(group.n)
     for s in range(0, X.shape[0], batch):
         gram = Xc[s : s + batch] @ Xc[s : s + batch].transpose(-1, -2)  # (B, n, n)
         for side in SIDES:
@@ -234,7 +239,7 @@ def shuffled_irrep_shares(X: Float[Tensor, "n d"], group: FiniteGroup, draws: in
     Xc = X.double() - X.double().mean(0)
     gram = Xc @ Xc.T
     P = isotypic_projectors(group)
-    batch = max(1, 2**23 // group.n**2)
+    batch = _gram_batch(group.n)
     shares = torch.cat([torch.einsum("kxy,byx->bk", P, gram[q[:, :, None], q[:, None, :]].to(P.dtype)).real
                         for q in perms.split(batch)]) / gram.trace().clamp_min(1e-30)
     return np.quantile(shares.numpy(), 1 - (1 - quantile) / len(group.irrep_names), axis=0)
