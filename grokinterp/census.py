@@ -19,8 +19,8 @@ from .report import Report
 from .store import RunError
 
 CSV_FIELDS = ["run", "seed", "frac", "steps", "memorised_step", "grokked_step", "final_test_acc", "best_test_acc", "irrep",
-              "irrep_partition", "irrep_share", "irrep_dominant", "predicted_classes", "best_class", "best_order", "n_cosets", "score", "z_vs_random",
-              "z_vs_best_of_random_matrices", "irrep_predicted_score", "kmeans_coset_fraction", "clusters_into_cosets", "agrees",
+              "irrep_partition", "irrep_share", "irrep_share_shuffled", "irrep_dominant", "predicted_classes", "best_class", "best_order",
+              "n_cosets", "score", "z_vs_random", "variance_ratio", "shuffled_best_variance_ratio", "stands_out", "irrep_predicted_score", "kmeans_coset_fraction", "clusters_into_cosets", "agrees",
               "largest_stabiliser", "cosets_first_recovered_at"]
 
 
@@ -65,11 +65,14 @@ def census_report(rows: list[dict], title: str) -> Report:
     grokked = [r for r in rows if r["grokked_step"] is not None]
     dominant = Counter(f"{r['irrep']} {r['irrep_partition']}".strip() if r["irrep_dominant"] else "no dominant irrep" for r in grokked)
     clustered = [r for r in grokked if r["clusters_into_cosets"]]
+    standing = [r for r in grokked if r["stands_out"]]
     classes = Counter(r["best_class"] for r in clustered)
     agree = [r for r in grokked if r["irrep_dominant"]]
     fmt = lambda c: ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none"  # noqa: E731
     lines = [f"{title}: {n} seeds, {len(grokked)} reached 99% test accuracy",
              f"  W_U's dominant irrep (share > 50% and above its rows shuffled over the elements) among those: {fmt(dominant)}",
+             f"  the best partition stands out of W_U's rows shuffled over the elements in {len(standing)}: "
+             f"{fmt(Counter(r['best_class'] for r in standing))}",
              f"  k-means recovers the cosets of the best class in {len(clustered)}: {fmt(classes)}",
              f"  best class is a stabiliser of the dominant irrep in {sum(r['agrees'] for r in agree)} of {len(agree)} "
              f"(the largest one in {sum(r['largest_stabiliser'] for r in agree)})"]
