@@ -70,8 +70,8 @@ def census_report(rows: list[dict], title: str) -> Report:
     agree = [r for r in grokked if r["irrep_dominant"]]
     fmt = lambda c: ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none"  # noqa: E731
     lines = [f"{title}: {n} seeds, {len(grokked)} reached 99% test accuracy",
-             f"  W_U's dominant irrep (share > 50% and above its rows shuffled over the elements) among those: {fmt(dominant)}",
-             f"  the best partition stands out of W_U's rows shuffled over the elements in {len(standing)}: "
+             f"  W_U's dominant irrep (share > 50% and above its vectors shuffled over the elements) among those: {fmt(dominant)}",
+             f"  the best partition stands out of W_U's vectors shuffled over the elements in {len(standing)}: "
              f"{fmt(Counter(r['best_class'] for r in standing))}",
              f"  k-means recovers the cosets of the best class in {len(clustered)}: {fmt(classes)}",
              f"  best class is a stabiliser of the dominant irrep in {sum(r['agrees'] for r in agree)} of {len(agree)} "

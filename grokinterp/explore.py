@@ -22,7 +22,7 @@ import plotly.io as pio
 import torch
 from plotly.subplots import make_subplots
 
-from .figures import COLORS, TEMPLATE, add_phases
+from .figures import COLORS, TEMPLATE, add_phases, phase_bands
 from .store import read_metrics
 
 PANEL_WIDTH, PANEL_HEIGHT = 640, 430
@@ -99,10 +99,16 @@ def _accuracy_note(m: dict) -> str:
     return f"Train accuracy reaches 99% at step {fit:,} (memorisation); test accuracy follows at step {grok:,} (grokking)."
 
 
+def _shading_note(phases) -> str:
+    """Which phases the panel shades: those whose two boundaries the rules found."""
+    bands = [name for name, *_ in phase_bands(phases)] if phases is not None else []
+    return f" Shading: {', '.join(bands)} (Nanda et al. Sec. 5.2; the rules in docs/analyses.md)." if bands else ""
+
+
 def _loss_and_accuracy(run, steps, phases=None) -> Panel:
     m = run.metrics
     panel = Panel(_figure(f"{run.name}: loss and accuracy", 1, 2, ("loss (log)", "accuracy")),
-                  _accuracy_note(m) + (" Shading: memorisation, circuit formation, cleanup (Nanda et al. Sec. 5.2)." if phases else ""))
+                  _accuracy_note(m) + _shading_note(phases))
     at = _at_checkpoints(m["step"], steps)
     _curves(panel, steps, m["step"], [("train", m["train_loss"], COLORS[0]), ("test", m["test_loss"], COLORS[1])], at, 1, 1)
     _curves(panel, steps, m["step"], [("train", m["train_acc"], COLORS[0]), ("test", m["test_acc"], COLORS[1])], at, 1, 2)
@@ -182,9 +188,11 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     k = np.arange(1, K + 1)
     for title, norms, note in (
         ("Norms of W_E in the Fourier basis", fa.embedding_spectrum(w, p).numpy(),
-         "The embedding starts spread over all frequencies and ends on a few key frequencies (cos and sin together)."),
+         "In a grokking run the embedding starts spread over all frequencies and ends on a few key frequencies (cos and sin "
+         "together)."),
         ("Norms of W_L = W_out W_U in the Fourier basis", fa.logit_map_spectrum(w).numpy(),
-         "How neurons write to the answer logits, per frequency of the answer: sparse on the key frequencies after grokking."),
+         "How neurons write to the answer logits, per frequency of the answer: in a grokking run, sparse on the key "
+         "frequencies after grokking."),
     ):
         panel = Panel(_figure(title, xaxis_title="frequency k"), note)
         _bars(panel, [0], [("const", norms[:, :1], COLORS[8])], "norm")
@@ -194,7 +202,7 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     # neuron clusters (Nanda et al. Fig. 5)
     panel = Panel(_figure(f"MLP neurons per frequency cluster (share >= {THRESHOLD})", xaxis_title="frequency k"),
                   f"Neurons whose activations over (a, b) are at least {THRESHOLD:.0%} one frequency. Clusters form on the "
-                  "key frequencies during circuit formation.")
+                  "key frequencies during circuit formation in a grokking run.")
     _bars(panel, k, [("neurons", np.asarray(sizes, dtype=np.float32), COLORS[0])], "neurons")
     panel.figure.update_layout(showlegend=False)
     panels.append(panel)
@@ -266,9 +274,9 @@ def _group_panels(run, steps, progress: bool) -> list[Panel]:
 
     best = cs.best()
     ratio, null = float(cs.ratios[-1, cs.best_index()]), shuffled_rows_null(U[-1], group)
-    stands = (f"Its F ({ratio:.2f}) is above the best F of W_U's rows shuffled over the elements (99% of {null.draws} shuffles: "
+    stands = (f"Its F ({ratio:.2f}) is above the best F of W_U's vectors shuffled over the elements (99% of {null.draws} shuffles: "
               f"{null.best_ratio:.2f}): the colours gather into clusters as the cosets form." if ratio > null.best_ratio else
-              f"No coset structure stands out: its F ({ratio:.2f}) is within what W_U's rows shuffled over the elements give "
+              f"No coset structure stands out: its F ({ratio:.2f}) is within what W_U's vectors shuffled over the elements give "
               f"(99% of {null.draws} shuffles: {null.best_ratio:.2f}), so the colours are the top of a ranking of noise.")
     xy = project(U, structured_plane(U[-1], averaging_matrices([best], group.n)[0])).float().numpy()
     lim = float(np.abs(xy).max()) * 1.08 or 1.0

@@ -148,8 +148,7 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     lines = [
         f"{run.name}: {len(steps)} checkpoints to step {steps[-1]:,}; {head}",
         f"  {_grokking_text(grok)}",
-        f"  at the checkpoints: train acc >= 99% first at {_fmt_step(ph.memorised_step)}, test acc >= 99% first at "
-        f"{_fmt_step(ph.grokked_step)}",
+        f"  at the checkpoints: train acc >= 99% {_first_at(ph.memorised_step)}, test acc >= 99% {_first_at(ph.grokked_step)}",
         f"  {_phases_text(ph)}",
         f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}{losses}",
         f"  Gini of the Fourier norms, first -> last checkpoint: over the {p} components W_E {gini('gini_embedding')}, "
@@ -220,9 +219,9 @@ def _identification_line(group, cs, ident) -> str:
 
 
 def _structure_line(matrix: str, ratio: float, null) -> str:
-    """Whether the best partition's F stands out of the best F of the matrix's rows shuffled over the
+    """Whether the best partition's F stands out of the best F of the matrix's vectors shuffled over the
     elements (``analysis.cosets.shuffled_rows_null``): the only claim of coset structure a report makes."""
-    of = (f"the best F of {matrix}'s rows shuffled over the elements ({null.quantile:.0%} quantile of {null.draws} "
+    of = (f"the best F of {matrix}'s vectors (one per element) shuffled over the elements ({null.quantile:.0%} quantile of {null.draws} "
           f"shuffles: {null.best_ratio:.2f})")
     if ratio > null.best_ratio:
         return f"  the best partition stands out: F {ratio:.2f} is above {of}"
@@ -256,6 +255,10 @@ def _phases_text(ph) -> str:
     reached = lambda s: f"{s:,}" if s is not None else "(not reached by the last checkpoint)"  # noqa: E731
     return (f"phases: memorisation 0-{ph.memorisation_end:,}, circuit formation to {reached(ph.cleanup_start)}, "
             f"cleanup to {reached(ph.cleanup_end)}")
+
+
+def _first_at(s) -> str:
+    return "at none of them" if s is None else f"first at {s:,}"
 
 
 def _fmt_step(s) -> str:
@@ -339,11 +342,11 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
             several = (f"; they lie on {len(standing)} circles at once, so the t-SNE need not show one ring" if len(standing) > 1
                        else "; the t-SNE can show its circle as a ring")
             lines.append(f"  frequencies standing out: {_fmt_freqs(standing)} (share above {shuffled_top:.1%}, the 99th percentile of the "
-                         f"largest share when W_U^T's rows are shuffled over x, 200 shuffles){several}")
+                         f"largest share when the output vectors (W_U's columns) are shuffled over x, 200 shuffles){several}")
             lines.append(f"  neighbours on the circle of frequency {f1} (the largest share) differ by {payload['circle_step']} "
                          f"(--k {payload['circle_step']} joins them)")
         else:
-            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what W_U^T's rows shuffled over x "
+            lines.append(f"  no frequency stands out: the largest share, {shares[f1 - 1]:.1%}, is within what the output vectors shuffled over x "
                          f"give (99th percentile of the largest share in 200 shuffles: {shuffled_top:.1%}), so there is no circle to join")
         fig = F.tsne_modular(xy, k, f"t-SNE of the output weights ({run.task.formula})", run=run.name, step=step)
     else:
@@ -425,6 +428,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     dims = group.character_table[:, 0].real.round().astype(int)
     irreps = group.irrep_names
     top_irrep = int(np.argmax(shares))
+    top_above = bool(shuffled.irreps_above(shares)[top_irrep])  # is the largest irrep more than shuffled rows give?
     stabilisers = stabilising_subgroups(group, top_irrep)
     is_stabiliser = h.class_id in {c for c, *_ in stabilisers}
     describe = lambda i: {"subgroup": group.subgroups[cs.partitions[i].subgroup].name,  # noqa: E731
@@ -464,7 +468,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "shuffled_best_variance_ratio_over_training": over_training.tolist(),
         "irreps": {"names": irreps, "share_of_matrix": shares.tolist(), "dims_fixed_by_best_subgroup": fixed.tolist(),
                    "above_shuffled_rows": [n for n, up in zip(irreps, shuffled.irreps_above(shares)) if up]},
-        "dominant_irrep": {"name": irreps[top_irrep], "share": float(shares[top_irrep]),
+        "dominant_irrep": {"name": irreps[top_irrep], "share": float(shares[top_irrep]), "above_shuffled_rows": top_above,
                            "stabilising_subgroups": [{"class_id": c, "subgroup": n, "order": o, "fixed_dims": d} for c, n, o, d in stabilisers],
                            "best_class_fixes_it": bool(fixed[top_irrep] > 0), "best_class_is_a_stabiliser": is_stabiliser,
                            "columns_used": float(columns[top_irrep]), "dimension": int(dims[top_irrep])},
@@ -495,18 +499,21 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
         + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": "
         + _formation_vs_grokking(formed, steps, grok["logged_step"]),
-        f"  top class by F per checkpoint, where its F is above {OVER_TRAINING_SHUFFLES} shuffles of that checkpoint's rows (99% "
+        f"  top class by F per checkpoint, where its F is above {OVER_TRAINING_SHUFFLES} shuffles of that checkpoint's vectors (99% "
         "quantile; else none): " + _runs_text(steps.tolist(), [n if up else "none" for n, up in
                                                                zip(payload["best_subgroup_over_training"], stands_out_over_training)]),
         "  " + _grokking_text(grok),
-        f"  irreps carrying more of {matrix} than its rows shuffled give ({shuffled.irrep_draws} shuffles, {shuffled.quantile:.0%} for all "
+        f"  irreps carrying more of {matrix} than its vectors shuffled give ({shuffled.irrep_draws} shuffles, {shuffled.quantile:.0%} for all "
         f"irreps at once): {', '.join(used) or 'none'}; "
         f"{h.name} fixes dims "
         + ", ".join(f"{n}: {abs(d):g}" for n, d in zip(labels, fixed)),
-        f"  {matrix} is {shares[top_irrep]:.0%} in {labels[top_irrep]}, whose vectors have the stabilisers (largest first) "
-        + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
-        + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them; shuffled rows put up to "
-        f"{shuffled.irrep_shares[top_irrep]:.0%} in that irrep",
+        (f"  {matrix} is {shares[top_irrep]:.0%} in {labels[top_irrep]}, whose vectors have the stabilisers (largest first) "
+         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4])
+         + f": the cosets it can show; {h.name} {'is' if is_stabiliser else 'is not'} among them; shuffled vectors put up to "
+         f"{shuffled.irrep_shares[top_irrep]:.0%} in that irrep" if top_above else
+         f"  {matrix}'s largest irrep, {labels[top_irrep]} at {shares[top_irrep]:.0%}, is within what shuffled vectors put in it "
+         f"(up to {shuffled.irrep_shares[top_irrep]:.0%}): its stabilisers ("
+         + ", ".join(f"{n}" for _, n, _, _ in stabilisers[:4]) + f") say nothing about the cosets of {matrix}"),
         f"  that part uses {columns[top_irrep]:.1f} of the {dims[top_irrep]} columns of rho(g) (built from the columns H fixes "
         "alone, it would be constant on H's cosets)",
     ]

@@ -235,3 +235,15 @@ def test_loss_panel_note_says_what_this_run_did(train, test, says):
     from grokinterp.explore import _accuracy_note
 
     assert says in _accuracy_note({"step": np.array([0, 10, 20]), "train_acc": np.array(train), "test_acc": np.array(test)})
+
+
+def test_loss_panel_names_only_the_phases_it_shades():
+    from grokinterp.analysis.phases import detect_phases
+    from grokinterp.explore import _shading_note
+
+    steps = np.arange(0, 601, 50)
+    fit = np.where(steps >= 100, 1.0, 0.3)
+    growing = detect_phases(steps, fit, np.full(len(steps), 0.05), 500.0 + steps)  # memorisation not ended: no band
+    grokked = detect_phases(steps, fit, np.where(steps >= 400, 1.0, 0.05), 500.0 + np.minimum(steps, 600 - steps))
+    assert _shading_note(growing) == "" and _shading_note(None) == ""
+    assert _shading_note(grokked).startswith(" Shading: memorisation, circuit formation")

@@ -398,7 +398,8 @@ def test_group_reports_claim_no_structure_on_untrained_models(group_reports, spe
         assert any(line.startswith("  no coset structure stands out: F ") for line in rep.lines)
     assert not cosets.payload["best"]["stands_out"] and not tsne_rep.payload["colour_by_stands_out"]
     assert cosets.payload["best"]["variance_ratio"] <= cosets.payload["shuffled_rows"]["best_variance_ratio"]
-    assert cosets.payload["irreps"]["above_shuffled_rows"] == []
+    assert cosets.payload["irreps"]["above_shuffled_rows"] == [] and not cosets.payload["dominant_irrep"]["above_shuffled_rows"]
+    assert any("is within what shuffled vectors put in it" in line and "say nothing about the cosets" in line for line in cosets.lines)
     assert not any(cosets.payload["best_stands_out_over_training"])  # at every checkpoint, not only the last
     assert any(line.startswith("  top class by F per checkpoint") and line.endswith(" none") for line in cosets.lines)
     assert any(": none; " in line for line in cosets.lines if "irreps carrying more of W_U" in line)
@@ -408,7 +409,7 @@ def test_group_reports_claim_no_structure_on_untrained_models(group_reports, spe
 
 
 def test_explorer_names_coset_structure_only_where_it_stands_out(group_reports):
-    """The explorer's coset panel says whether the top-ranked partition stands out of W_U's rows shuffled
+    """The explorer's coset panel says whether the top-ranked partition stands out of W_U's vectors shuffled
     over the elements: not on an S4 run 4 steps old, yes on the shipped s5-post."""
     import grokinterp as gi
     from grokinterp.explore import explorer_panels
@@ -419,4 +420,4 @@ def test_explorer_names_coset_structure_only_where_it_stands_out(group_reports):
         return panel.note
 
     assert "No coset structure stands out" in coset_note(group_reports["S4"]["run"])
-    assert "is above the best F of W_U's rows shuffled" in coset_note(gi.load_run("s5-post"))
+    assert "is above the best F of W_U's vectors shuffled" in coset_note(gi.load_run("s5-post"))

@@ -123,7 +123,7 @@ def test_s5_post_output_weights_cluster_into_cosets(capsys):
     assert best["class_id"] == dominant["stabilising_subgroups"][0]["class_id"]  # the largest stabiliser
     assert best["z_vs_random_partitions"] > 10 and best["score"] == pytest.approx(best["irrep_prediction"], abs=0.03)
     assert best["stands_out"] and best["variance_ratio"] > 3 * cos["shuffled_rows"]["best_variance_ratio"]  # 9.8 against 1.9
-    assert cos["irreps"]["above_shuffled_rows"] == [dominant["name"]] and all(cos["best_stands_out_over_training"][1:])
+    assert cos["irreps"]["above_shuffled_rows"] == [dominant["name"]] and dominant["above_shuffled_rows"] and all(cos["best_stands_out_over_training"][1:])
     # conjugate and side: the 10 point-stabiliser partitions (5 conjugates x 2 sides) score within the random spread
     part = cos["class_partitions"]
     assert part["count"] == 10 and part["margin_over_runner_up"] < part["random_spread"]
