@@ -562,12 +562,13 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     lines += [f"  {n:<{width}}  d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(labels, payload["dims"], WE, WU, cos, cols_E, cols_U)]
     carriers = [labels[i] for i in top if logit_share[i] >= LOGIT_SHARE]
-    paper = " (Chughtai et al.'s S5 model: sign + standard, about 85%)" if group.is_symmetric and group.degree == 5 else ""
+    paper = "; Chughtai et al.'s S5 model: sign + standard, about 85%" if group.is_symmetric and group.degree == 5 else ""
     if carriers:
-        lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance{paper}")
+        lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance "
+                     f"(squared logit cosines{paper})")
     else:
-        lines.append(f"  no irrep explains {LOGIT_SHARE:.0%} of the logit variance (the largest, {labels[top[0]]}, "
-                     f"{logit_share[top[0]]:.2%}){paper}")
+        lines.append(f"  no irrep explains {LOGIT_SHARE:.0%} of the logit variance (squared logit cosine; the largest, {labels[top[0]]}, "
+                     f"{logit_share[top[0]]:.2%}{paper})")
     figs = {
         "irreps_shares": F.irrep_shares(labels, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}, run=run.name, step=step),
         "irreps_W_U_over_training": F.irrep_shares_over_training(steps, labels, over, "Irrep shares of W_U over training",
