@@ -22,7 +22,7 @@ import plotly.io as pio
 import torch
 from plotly.subplots import make_subplots
 
-from .figures import COLORS, TEMPLATE, add_phases, phase_bands
+from .figures import COLORS, TEMPLATE, add_phases
 from .store import read_metrics
 
 PANEL_WIDTH, PANEL_HEIGHT = 640, 430
@@ -101,7 +101,7 @@ def _accuracy_note(m: dict) -> str:
 
 def _shading_note(phases) -> str:
     """Which phases the panel shades: those whose two boundaries the rules found."""
-    bands = [name for name, *_ in phase_bands(phases)] if phases is not None else []
+    bands = [name for name, *_ in phases.bands()] if phases is not None else []
     return f" Shading: {', '.join(bands)} (Nanda et al. Sec. 5.2; the rules in docs/analyses.md)." if bands else ""
 
 

@@ -92,13 +92,6 @@ def _steps(steps, log_x: bool):
     return s[keep], keep
 
 
-def phase_bands(phases, log_x: bool = False) -> list[tuple[str, str, int, int]]:
-    """(name, colour, start, end) of each phase whose two boundaries were found (phases: a Phases)."""
-    b = [1 if log_x else 0, phases.memorisation_end, phases.cleanup_start, phases.cleanup_end]
-    return [(name, color, x0, x1) for (name, color), x0, x1 in zip(PHASE_COLORS.items(), b[:-1], b[1:])
-            if x0 is not None and x1 is not None and x1 > x0]
-
-
 def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True, log_x: bool = False) -> None:
     """Shade memorisation / circuit formation / cleanup (phases: a Phases or None), each a legend entry.
 
@@ -111,8 +104,9 @@ def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True, 
     else:  # the subplot's axes; the shapes are set in one go (fig.add_vrect costs ~50 ms a shape)
         sub = fig.get_subplot(row, col)
         xref, yref = sub.xaxis.plotly_name.replace("axis", ""), sub.yaxis.plotly_name.replace("axis", "") + " domain"
-    shapes = [dict(type="rect", x0=x0, x1=x1, y0=0, y1=1, xref=xref, yref=yref, fillcolor=color, line_width=0, layer="below",
-                   name=f"phase: {name}", legendgroup=name, showlegend=legend) for name, color, x0, x1 in phase_bands(phases, log_x)]
+    shapes = [dict(type="rect", x0=x0, x1=x1, y0=0, y1=1, xref=xref, yref=yref, fillcolor=PHASE_COLORS[name], line_width=0,
+                   layer="below", name=f"phase: {name}", legendgroup=name, showlegend=legend)
+              for name, x0, x1 in phases.bands(start=1 if log_x else 0)]
     fig.update_layout(shapes=[*fig.layout.shapes, *shapes])
 
 

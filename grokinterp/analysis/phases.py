@@ -33,6 +33,12 @@ class Phases:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def bands(self, start: int = 0) -> list[tuple[str, int, int]]:
+        """(name, first step, last step) of each phase whose two boundaries were found."""
+        b = [start, self.memorisation_end, self.cleanup_start, self.cleanup_end]
+        return [(name, x0, x1) for name, x0, x1 in zip(("memorisation", "circuit formation", "cleanup"), b[:-1], b[1:])
+                if x0 is not None and x1 is not None and x1 > x0]
+
 
 def first_step(steps: np.ndarray, condition: np.ndarray) -> int | None:
     hit = np.flatnonzero(condition)
