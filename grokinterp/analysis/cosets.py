@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..groups import FiniteGroup
 from .representations import fixed_dimensions, isotypic_projectors
+from .shuffles import seeded_permutations
 
 SIDES = ("left", "right")
 
@@ -216,17 +217,11 @@ class ShuffledNull:
         return np.asarray(shares) > self.irrep_shares + 1e-9
 
 
-def _permutations(n: int, draws: int, seed: int) -> Tensor:
-    """(draws, n) seeded permutations; the first k are the same for any draws >= k."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randperm(n, generator=gen) for _ in range(draws)])
-
-
 def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: int = 200, seed: int = 0,
                          quantile: float = 0.99) -> np.ndarray:
     """(S,) for every checkpoint, the ``quantile`` of the best partition's F over ``draws`` shuffles of its rows
     (``shuffled_rows_null``)."""
-    perms, partitions = _permutations(group.n, draws, seed), coset_partitions(group)
+    perms, partitions = seeded_permutations(group.n, draws, seed), coset_partitions(group)
     return np.array([np.quantile(coset_scores(x.double()[perms], group, partitions).ratios.max(1), quantile) for x in X])
 
 
@@ -235,7 +230,7 @@ def shuffled_irrep_shares(X: Float[Tensor, "n d"], group: FiniteGroup, draws: in
     """(k,) each irrep's share of X with its rows shuffled over the elements, at the quantile that holds
     for all k irreps at once (1 - (1 - quantile) / k), read off the shuffled Gram matrices:
     |P_chi Xc|^2 = tr(P_chi Xc Xc^T)."""
-    perms = _permutations(group.n, draws, seed)
+    perms = seeded_permutations(group.n, draws, seed)
     Xc = X.double() - X.double().mean(0)
     gram = Xc @ Xc.T
     P = isotypic_projectors(group)

@@ -16,6 +16,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .shuffles import seeded_permutations
+
 
 def n_frequencies(p: int) -> int:
     return (p - 1) // 2
@@ -87,9 +89,7 @@ def shuffled_largest_share(W: Float[Tensor, "p d"], draws: int = 200, seed: int 
     seeded shuffles): how far a frequency must stand out of W's spectrum before it is more than chance.
     A shuffle keeps the rows (and a few large directions, which let one frequency take more by chance
     than in a Gaussian matrix of W's shape) and breaks any tie to x."""
-    gen = torch.Generator().manual_seed(seed)
-    perms = torch.stack([torch.randperm(W.shape[0], generator=gen) for _ in range(draws)])
-    return float(torch.quantile(frequency_shares(W.double()[perms]).max(-1).values, quantile))
+    return float(torch.quantile(frequency_shares(W.double()[seeded_permutations(W.shape[0], draws, seed)]).max(-1).values, quantile))
 
 
 def embedding_spectrum(weights: dict, p: int) -> Float[Tensor, "S p"]:
