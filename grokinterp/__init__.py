@@ -28,7 +28,7 @@ def train(configs, **kwargs):
 
 
 # imported on first use, so `import grokinterp` stays light (no torch, no TransformerLens)
-_LAZY = {"fourier": "api", "progress": "api", "tsne": "api", "cosets": "api", "reps": "api", "phases": "api",
+_LAZY = {"fourier": "api", "progress": "api", "tsne": "api", "cosets": "api", "reps": "api", "algorithm": "api", "phases": "api",
          "training_curves": "api", "train_sequence": "api", "show": "api",
          "from_models": "importer", "import_run": "importer", "Run": "runs"}
 

@@ -56,6 +56,14 @@ def reps(run, step: int | None = None, runs_dir=None):
     return reps_report(_run(run, runs_dir), step=step)
 
 
+def algorithm(run, step: int | None = None, triples: int = 2000, seed: int = 0, runs_dir=None):
+    """Clock or pizza (Zhong et al. 2023): gradient symmetricity and distance irrelevance per key frequency
+    (``grokinterp algorithm``; modular addition)."""
+    from .algorithm_report import algorithm_report
+
+    return algorithm_report(_run(run, runs_dir), step=step, n_triples=triples, seed=seed)
+
+
 def phases(run, compare=None, runs_dir=None):
     """Phase changes of a sequence run, optionally beside a second one (``grokinterp phases``)."""
     from .report import phases_report

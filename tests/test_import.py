@@ -220,5 +220,8 @@ def test_public_calls_return_what_the_cli_writes(tiny_run, capsys):
     code, out, _ = cli(capsys, "fourier", "--run", tiny_run.path, "--json", "--no-figures")
     assert code == 0 and json.loads(out) == json.loads(json.dumps({**gi.fourier(tiny_run).payload, "figures": []}, default=_json_default))
     assert gi.fourier(str(tiny_run.path)).lines == gi.fourier(tiny_run).lines
+    code, out, _ = cli(capsys, "algorithm", "--run", tiny_run.path, "--json", "--no-figures", "--triples", "200")
+    got = gi.algorithm(tiny_run, triples=200).payload
+    assert code == 0 and json.loads(out) == json.loads(json.dumps({**got, "figures": []}, default=_json_default))
     with pytest.raises(RunError, match="not a sequence run"):
         gi.phases(tiny_run)
