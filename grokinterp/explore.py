@@ -245,7 +245,7 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
 
 
 def _group_panels(run, steps, progress: bool) -> list[Panel]:
-    from .analysis.cosets import averaging_matrices, coset_scores, shuffled_rows_null
+    from .analysis.cosets import SHUFFLES, averaging_matrices, coset_scores, shuffled_best_ratios
     from .analysis.representations import irrep_shares
     from .analysis.views import project, structured_plane
 
@@ -273,11 +273,11 @@ def _group_panels(run, steps, progress: bool) -> list[Panel]:
     panels.append(panel)
 
     best = cs.best()
-    ratio, null = float(cs.ratios[-1, cs.best_index()]), shuffled_rows_null(U[-1], group)
-    stands = (f"Its F ({ratio:.2f}) is above the best F of W_U's vectors shuffled over the elements (99% of {null.draws} shuffles: "
-              f"{null.best_ratio:.2f}): the colours gather into clusters as the cosets form." if ratio > null.best_ratio else
+    ratio, threshold = float(cs.ratios[-1, cs.best_index()]), float(shuffled_best_ratios(U[-1:], group)[0])
+    stands = (f"Its F ({ratio:.2f}) is above the best F of W_U's vectors shuffled over the elements (99% of {SHUFFLES} shuffles: "
+              f"{threshold:.2f}): the colours gather into clusters as the cosets form." if ratio > threshold else
               f"No coset structure stands out: its F ({ratio:.2f}) is within what W_U's vectors shuffled over the elements give "
-              f"(99% of {null.draws} shuffles: {null.best_ratio:.2f}), so the colours are the top of a ranking of noise.")
+              f"(99% of {SHUFFLES} shuffles: {threshold:.2f}), so the colours are the top of a ranking of noise.")
     xy = project(U, structured_plane(U[-1], averaging_matrices([best], group.n)[0])).float().numpy()
     lim = float(np.abs(xy).max()) * 1.08 or 1.0
     panel = Panel(_figure(f"Output vectors (W_U) coloured by the last checkpoint's top-ranked cosets: {label(best)}", showlegend=False),

@@ -218,12 +218,15 @@ def _identification_line(group, cs, ident) -> str:
             "(one coset gH is also the right coset (gHg^-1)g)")
 
 
-def _structure_line(matrix: str, ratio: float, null) -> str:
-    """Whether the best partition's F stands out of the best F of the matrix's vectors shuffled over the
-    elements (``analysis.cosets.shuffled_rows_null``): the only claim of coset structure a report makes."""
-    of = (f"the best F of {matrix}'s vectors (one per element) shuffled over the elements ({null.quantile:.0%} quantile of {null.draws} "
-          f"shuffles: {null.best_ratio:.2f})")
-    if ratio > null.best_ratio:
+def _structure_line(matrix: str, ratio: float, threshold: float) -> str:
+    """Whether the best partition's F stands out of ``threshold``, the 99% quantile of the best F of the matrix's
+    vectors shuffled over the elements (``analysis.cosets.shuffled_best_ratios``): the only claim of coset
+    structure a report makes."""
+    from .analysis.cosets import SHUFFLES
+
+    of = (f"the best F of {matrix}'s vectors (one per element) shuffled over the elements (99% quantile of {SHUFFLES} "
+          f"shuffles: {threshold:.2f})")
+    if ratio > threshold:
         return f"  the best partition stands out: F {ratio:.2f} is above {of}"
     return f"  no coset structure stands out: F {ratio:.2f} is within {of}, so the best partition is only the top of a ranking of noise"
 
@@ -313,7 +316,7 @@ def _formation_vs_grokking(formed, steps, grok) -> str:
 def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) -> Report:
     """Power et al. Fig. 3: t-SNE of the output weights, coloured by cosets (groups) or x mod k (modular)."""
     from . import figures as F
-    from .analysis.cosets import coset_scores, identify_best, random_partition_scores, shuffled_rows_null
+    from .analysis.cosets import coset_scores, identify_best, random_partition_scores, shuffled_best_ratios
     from .analysis.tsne import output_vectors, tsne
 
     step = run.resolve_step(step)
@@ -354,14 +357,14 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         cs = coset_scores(X[None], group)
         best = cs.best()
         ident = identify_best(cs, group, float(random_partition_scores(X[None], best.labels)[0].std()))
-        null = shuffled_rows_null(X, group, seed=seed)
+        threshold = float(shuffled_best_ratios(X[None], group, seed=seed)[0])
         ratio = float(cs.ratios[0, cs.best_index()])
         payload["colour_by"] = _identified_label(group, cs, ident, run.task.element_names())
         payload["colour_by_identified"] = ident.identified
-        payload.update(colour_by_variance_ratio=ratio, shuffled_best_variance_ratio=null.best_ratio,
-                       colour_by_stands_out=ratio > null.best_ratio)
+        payload.update(colour_by_variance_ratio=ratio, shuffled_best_variance_ratio=threshold,
+                       colour_by_stands_out=ratio > threshold)
         lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
-                 f"(variance ratio): {payload['colour_by']}", _structure_line("W_U", ratio, null),
+                 f"(variance ratio): {payload['colour_by']}", _structure_line("W_U", ratio, threshold),
                  _identification_line(group, cs, ident)]
         fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name})",
                            subgroup=group.subgroups[best.subgroup].name,
@@ -487,7 +490,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "(random: about 1), which rewards fewer blocks: a finer class can score higher yet rank lower",
         f"  best at step {steps[-1]:,}: {_identified_label(group, cs, ident, names)}; F {cs.ratios[-1, b]:.1f}, score "
         f"{cs.scores[-1, b]:.3f} (random partitions of the same sizes: {null.mean():.3f} +- {null.std():.3f}, z = {z:.0f})",
-        _structure_line(matrix, float(cs.ratios[-1, b]), shuffled),
+        _structure_line(matrix, float(cs.ratios[-1, b]), shuffled.best_ratio),
         _identification_line(group, cs, ident),
         f"  the irrep shares of {matrix} predict a score of {predicted[b]:.3f} for it (each irrep part using all columns of rho "
         "alike; more means tighter cosets)",

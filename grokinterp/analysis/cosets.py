@@ -217,7 +217,10 @@ class ShuffledNull:
         return np.asarray(shares) > self.irrep_shares + 1e-9
 
 
-def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: int = 200, seed: int = 0,
+SHUFFLES = 200  # shuffles of a matrix's vectors for the null of its best partition's F
+
+
+def shuffled_best_ratios(X: Float[Tensor, "S n d"], group: FiniteGroup, draws: int = SHUFFLES, seed: int = 0,
                          quantile: float = 0.99) -> np.ndarray:
     """(S,) for every checkpoint, the ``quantile`` of the best partition's F over ``draws`` shuffles of its rows
     (``shuffled_rows_null``)."""
@@ -240,7 +243,7 @@ def shuffled_irrep_shares(X: Float[Tensor, "n d"], group: FiniteGroup, draws: in
     return np.quantile(shares.numpy(), 1 - (1 - quantile) / len(group.irrep_names), axis=0)
 
 
-def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = 200, irrep_draws: int = 2000,
+def shuffled_rows_null(X: Float[Tensor, "n d"], group: FiniteGroup, draws: int = SHUFFLES, irrep_draws: int = 2000,
                        seed: int = 0, quantile: float = 0.99) -> ShuffledNull:
     """The null for structure in X that ties its rows to the group. A shuffle of the rows keeps the
     vectors (their norms, the columns' variances and correlations) and breaks any tie to the elements.
