@@ -8,8 +8,8 @@
 #   parts: tests bench bench-tf32 fig1 fig2 sequences ops pack s5long s5post census speed16
 #   (default: all but s5long, s5post, census, speed16)
 #
-# Needs python3 with torch; TransformerLens and its missing dependencies can come as wheels
-# (docs/benchmarks.md says how).
+# Needs python3 with torch. TransformerLens is optional: without it (the lent machines' image has
+# none) the benchmarks skip the plain-loop baseline with a message and print every other ratio.
 set -u
 OUT=${OUT:-/tmp/grokinterp-device}
 RUNS=${RUNS:-/tmp/grokinterp-device-runs}

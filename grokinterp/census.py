@@ -76,11 +76,12 @@ def census_report(rows: list[dict], title: str) -> Report:
              f"  k-means recovers the cosets of the best class in {len(clustered)}: {fmt(classes)}",
              f"  best class is a stabiliser of the dominant irrep in {sum(r['agrees'] for r in agree)} of {len(agree)} "
              f"(the largest one in {sum(r['largest_stabiliser'] for r in agree)})"]
-    for cls in sorted({r["best_class"] for r in rows}):
-        seeds = [r for r in rows if r["best_class"] == cls and r["irrep_dominant"]]
-        if seeds:
-            lines.append(f"  best class {cls}: seeds {', '.join(str(r['seed']) for r in seeds)} "
-                         f"(k-means recovers its cosets in {sum(r['clusters_into_cosets'] for r in seeds)})")
+    if agree:
+        lines.append(f"  per best class, among the {len(agree)} with a dominant irrep:")
+    for cls in sorted({r["best_class"] for r in agree}):
+        seeds = [r for r in agree if r["best_class"] == cls]
+        lines.append(f"    {cls}: seeds {', '.join(str(r['seed']) for r in seeds)} "
+                     f"(k-means recovers its cosets in {sum(r['clusters_into_cosets'] for r in seeds)})")
     payload = {"title": title, "seeds": n, "grokked": len(grokked), "dominant_irrep": dict(dominant),
                "clustered_best_class": dict(classes), "rows": rows}
     figures = {"census": F.census_bars(rows, title)} if grokked else {}  # no empty figure: the lines say why

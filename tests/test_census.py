@@ -63,6 +63,16 @@ def test_census_counts_and_figure():
     assert census_report(rows[-1:], "no seed generalised").figures == {}  # no empty figure
 
 
+def test_census_per_class_lines_count_only_generalised_seeds():
+    """A seed that never reached 99% is not listed under its best class (the lines above it count only those that did)."""
+    members = [_member(_planted("S4", seed=s), s) for s in range(2)] + [_member(_planted("S4", seed=7), 7, False)]
+    rows = census_table(members, G)
+    assert all(r["irrep_dominant"] for r in rows)
+    lines = census_report(rows, "test census").lines
+    assert "  per best class, among the 2 with a dominant irrep:" in lines
+    assert "    S4: seeds 0, 1 (k-means recovers its cosets in 2)" in lines
+
+
 def test_census_command_on_a_group_sweep(tmp_path, capsys):
     from grokinterp.sweep import SweepSpec, run_sweep
 
