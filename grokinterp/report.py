@@ -63,6 +63,9 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
         "key_frequencies_logit_map": kf.from_logit_map,
         "rules_agree": kf.agree,
         "largest_neuron_share": kf.top_neuron_share,
+        "neuron_share_threshold": kf.threshold,
+        "relabelled_largest_share_99th": kf.chance_share,
+        "neuron_share_cut": kf.cut,
         "neuron_clusters": {str(k): v for k, v in kf.clusters.items()},
         "cluster_sizes": {str(k): len(v) for k, v in kf.clusters.items()},
         "unassigned_neurons": kf.unassigned,
@@ -76,7 +79,8 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     lines = [f"{run.name} at step {step:,} ({run.task.formula}):"]
     if keys:
         lines += [
-            f"  key frequencies (neuron clusters, share >= {threshold}): {_fmt_freqs(keys)}",
+            f"  key frequencies (neuron clusters, share >= {kf.cut:.2f}): {_fmt_freqs(keys)}",
+            f"    ({kf.chance_text})",
             f"  key frequencies from the W_E spectrum:                 {_fmt_freqs(kf.from_embedding)}",
             f"  key frequencies from the W_L = W_out W_U spectrum:     {_fmt_freqs(kf.from_logit_map)}"
             + ("   (all three rules agree)" if kf.agree else "   (the rules differ)"),
@@ -101,7 +105,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
         "fourier_spectrum_over_training": F.spectrum_over_training(
             steps, fa.frequency_energy(fa.embedding_spectrum(all_w, p)).numpy(), "Embedding norm per frequency over training",
             run=run.name),
-        "neuron_clusters": F.neuron_clusters(shares, kf.clusters, threshold, run=run.name, step=step),
+        "neuron_clusters": F.neuron_clusters(shares, kf.clusters, round(kf.cut, 2), run=run.name, step=step),
         "logits_fourier_2d": F.logit_fourier_2d(fa.logit_fourier_norms_2d(grid_logits).numpy(), names, run=run.name, step=step),
     }
     return Report(payload, lines, figs)
