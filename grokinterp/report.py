@@ -376,7 +376,6 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
-COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the matrix clusters into cosets"
 KMEANS_SEEDS = 5  # seeds of the direct clustering at the last checkpoint
 OVER_TRAINING_SHUFFLES = 50  # shuffles per checkpoint for the top class over training (200 at the last checkpoint)
 
@@ -386,6 +385,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     irreps' prediction; how far its conjugate and side are identified; direct clustering at every
     checkpoint into the final best class's cosets, against the grokking step; link to irreps."""
     from . import figures as F
+    from .analysis.census import COSET_CLUSTERS
     from .analysis.cosets import (class_fraction, cluster_cosets, coset_scores, identify_best, irrep_predicted_scores,
                                   random_partition_scores, same_partition, shuffled_best_ratios, shuffled_rows_null)
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
