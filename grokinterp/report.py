@@ -536,6 +536,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
 
 
 LOGIT_SHARE = 0.01  # an irrep's share of the logit variance (cos^2) from which the reps report names it as explaining the logits
+# (chance: cos^2 with one fixed direction of the N x n logits, 1 / (N n - 1) for random logits, 6e-7 for S5; an untrained S5 model
+# and the shipped runs' logits shuffled over the pairs stay below 1e-4: tests/test_negative_reports.py)
 
 
 def reps_report(run: Run, step: int | None = None) -> Report:
@@ -569,13 +571,16 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     lines += [f"  {n:<{width}}  d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(labels, payload["dims"], WE, WU, cos, cols_E, cols_U)]
     carriers = [labels[i] for i in top if logit_share[i] >= LOGIT_SHARE]
+    chance = 1 / (logits.shape[1] * logits.shape[2] - 1)  # E cos^2 of random logits with one direction
+    payload["logit_share_random_logits"] = chance
+    chance_text = f"random logits: {chance:.0e} each, one direction chi(a b c^-1) of the {logits.shape[1]:,} x {logits.shape[2]} logits"
     paper = "; Chughtai et al.'s S5 model: sign + standard, about 85%" if group.is_symmetric and group.degree == 5 else ""
     if carriers:
         lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance "
-                     f"(squared logit cosines{paper})")
+                     f"(squared logit cosines, each >= {LOGIT_SHARE:.0%}; {chance_text}{paper})")
     else:
         lines.append(f"  no irrep explains {LOGIT_SHARE:.0%} of the logit variance (squared logit cosine; the largest, {labels[top[0]]}, "
-                     f"{logit_share[top[0]]:.2%}{paper})")
+                     f"{logit_share[top[0]]:.2%}; {chance_text}{paper})")
     figs = {
         "irreps_shares": F.irrep_shares(labels, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}, run=run.name, step=step),
         "irreps_W_U_over_training": F.irrep_shares_over_training(steps, labels, over, "Irrep shares of W_U over training",

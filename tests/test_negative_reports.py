@@ -63,3 +63,27 @@ def test_untrained_p23_model_stays_below_the_neuron_threshold_and_chance(tiny_ru
     untrained, trained = got[0], got[tiny_run.steps[-1]]
     assert untrained.keys == [] and 0.4 < untrained.top_neuron_share < 0.8 and 0.5 < untrained.chance_share < 0.85
     assert trained.keys == [3, 5, 9] and trained.chance_share < 0.8 and trained.cut == 0.85
+
+
+def test_irrep_logit_shares_of_untrained_s5_and_random_logits_stay_far_below_the_reps_threshold():
+    """The reps report's share is cos^2 of the logits with ONE direction, chi(a b c^-1), of the 14,400 x 120
+    logits (not an isotypic share, where a random vector puts ~d^2/120 in an irrep): random logits give
+    1 / (N n - 1) = 6e-7 on average, and an untrained S5 model ~3e-8 (power-2l at init; its logits hardly mix
+    a and b): 10^4 below LOGIT_SHARE."""
+    import torch
+
+    from grokinterp.analysis.batched import logits_and_neurons
+    from grokinterp.analysis.representations import logit_irrep_cosines
+    from grokinterp.config import preset
+    from grokinterp.models import init_params
+    from grokinterp.report import LOGIT_SHARE
+
+    cfg = preset("s5")
+    task = cfg.make_task()
+    N, n = len(task), task.n
+    random = torch.stack([logit_irrep_cosines(torch.randn(1, N, n, generator=torch.Generator().manual_seed(s)), task.pairs, task.group)[0]
+                          for s in range(2)]).pow(2)
+    assert random[:, 1:].mean() < 3 / (N * n) and random.max() < LOGIT_SHARE / 1000
+    w = {k: v[None] for k, v in init_params(cfg.model, task.d_vocab, n, task.n_ctx, seed=0).items()}
+    logits, _ = logits_and_neurons(w, task, cfg.spec)
+    assert logit_irrep_cosines(logits, task.pairs, task.group)[0].pow(2).max() < LOGIT_SHARE / 1e4
