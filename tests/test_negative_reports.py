@@ -87,3 +87,64 @@ def test_irrep_logit_shares_of_untrained_s5_and_random_logits_stay_far_below_the
     w = {k: v[None] for k, v in init_params(cfg.model, task.d_vocab, n, task.n_ctx, seed=0).items()}
     logits, _ = logits_and_neurons(w, task, cfg.spec)
     assert logit_irrep_cosines(logits, task.pairs, task.group)[0].pow(2).max() < LOGIT_SHARE / 1e4
+
+
+def _clocks(p: int, radii: dict[int, float]):
+    """(logit function, operand embedding) of clocks on Z_p: frequency k's circle has radius radii[k], so its
+    logits r^2 cos(w_k (a + b - c)) carry a share r^4 / sum r^4 of the key-frequency logit variance."""
+    import math
+
+    import torch
+
+    x = torch.arange(p, dtype=torch.float64)
+    ws = [2 * math.pi * k / p for k in radii]
+    E = torch.stack([r * f(w * x) for w, r in zip(ws, radii.values()) for f in (torch.cos, torch.sin)], 1)
+
+    def f(e_a, e_b):
+        out = 0
+        for i, w in enumerate(ws):
+            ca, sa, cb, sb = e_a[:, 2 * i], e_a[:, 2 * i + 1], e_b[:, 2 * i], e_b[:, 2 * i + 1]
+            out = out + (ca * cb - sa * sb)[:, None] * torch.cos(w * x) + (sa * cb + ca * sb)[:, None] * torch.sin(w * x)
+        return out
+
+    return f, E
+
+
+def test_a_circle_is_minor_below_what_shuffled_logits_put_in_one():
+    """At p = 23 the logits shuffled over the pairs put ~1% of a planted clock's logit variance in a circle
+    (2 / p^2 = 0.4% on average; tiny23 itself: 1.1%), above the fixed 0.5%: a circle with 0.7% used to count
+    as one that moves the logits. At p = 113 chance is far below 0.5% (modadd113: 0.04%) and 0.5% rules."""
+    from grokinterp.analysis import algorithm as al
+
+    f, E = _clocks(23, {3: 1.0, 7: 0.29})  # frequency 7: 0.29^4 / (1 + 0.29^4) = 0.7%
+    res = al.algorithm(f, E, [3, 7], n_triples=100)
+    assert al.MIN_CIRCLE_SHARE < res.circle_shares[7] < 0.008 and 0.008 < res.chance_share < 0.02
+    assert res.minor(7) and not res.minor(3) and res.min_share == res.chance_share
+    assert "left out: frequency 7 (0.70%" in res.reason and res.verdict == "clock"
+    f, E = _clocks(113, {9: 1.0, 29: 0.29})
+    chance = al.shuffled_circle_share(al.table_logits(f, E), [9, 29])
+    assert chance < al.MIN_CIRCLE_SHARE / 5
+
+
+def test_clock_and_pizza_measures_of_models_without_the_algorithm(tiny_run):
+    """What chance reads: tiny23 at step 0 has gradient symmetricity 1.000 (uniform attention treats a and b
+    alike: above the pizza cut 0.95) and distance irrelevance ~1 (the correct logit follows nothing), so it reads
+    'unclear'; the trained tiny23 with its operand tokens relabelled (W_E's rows shuffled) reads 'clock'. Chance
+    stays ~2x above the pizza cut on irrelevance (0.5), and no key circle of the untrained model is above chance."""
+    import torch
+
+    from grokinterp.analysis import algorithm as al
+
+    p, spec = tiny_run.task.p, tiny_run.config.spec
+    for step, keys in ((0, [3]), (tiny_run.steps[-1], [3, 5, 9])):
+        w = tiny_run.stacked_weights([step])
+        E = w["embed.W_E"][0, :p]
+        if step:
+            E = E[torch.randperm(p, generator=torch.Generator().manual_seed(0))]
+        res = al.algorithm(al.model_logit_fn(w, tiny_run.task, spec), E, keys, n_triples=200)
+        assert res.overall.distance_irrelevance > 0.9 and all(m.distance_irrelevance > 0.9 for m in res.per_frequency.values())
+        if not step:
+            assert res.overall.gradient_symmetricity > al.PIZZA_SYMMETRICITY and res.overall.verdict == "unclear"
+            assert res.chance_share > 1 and res.minor(3) and res.reason.startswith("every key frequency's circle is minor")
+        else:
+            assert res.overall.verdict == "clock"
