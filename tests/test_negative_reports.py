@@ -48,9 +48,9 @@ def test_neuron_clusters_need_a_share_above_relabelled_operands():
 
 
 def test_untrained_p23_model_stays_below_the_neuron_threshold_and_chance(tiny_run):
-    """Step 0 of tiny23 (p = 23, 11 frequencies): its largest neuron share, ~0.65, and the relabelled null,
-    ~0.7, come within a factor 1.3 of 0.85 (why the null is there); at p = 113 they are ~0.17 and ~0.24.
-    The trained run's clusters stand above both."""
+    """Step 0 of tiny23 (p = 23, 11 frequencies): its largest neuron share and the relabelled null, both
+    ~0.65, come within a factor 1.3 of 0.85 (why the null is there; at p = 113 they are ~0.2 and ~0.25).
+    The trained run's clusters stand above both (its null: ~0.73)."""
     from grokinterp.analysis import fourier as fa
     from grokinterp.analysis.batched import logits_and_neurons
 

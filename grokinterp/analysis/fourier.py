@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .shuffles import seeded_permutations
 
-RELABELLINGS = 100  # draws of the neuron-share null (relabelled_top_share)
+RELABELLINGS = 50  # draws of the neuron-share null (relabelled_top_share; ~0.14 s each at p = 113, d_mlp = 512)
 
 
 def n_frequencies(p: int) -> int:
@@ -156,7 +156,7 @@ def relabelled_top_share(acts: Float[Tensor, "p p d_mlp"], draws: int = RELABELL
     A relabelling keeps each neuron's values and how it mixes a and b (an untrained neuron is about
     ReLU(f(a) + f(b))) and breaks any tie of its tokens to Z_p's frequencies: with few frequencies
     (p = 23: 11) one of them takes 60-70% of an untrained neuron's variance this way. In float32,
-    relabellings batched (about 3 s for p = 113, d_mlp = 512 on 2 CPU cores)."""
+    relabellings batched: about p^3 d_mlp multiply-adds each."""
     p = acts.shape[-2]
     centred = (acts.double() - acts.double().mean(dim=(-3, -2), keepdim=True)).float()
     total = _total(centred)  # a relabelling keeps it
@@ -200,6 +200,7 @@ class KeyFrequencies:
     neuron_shares: Tensor = field(repr=False, compare=False)  # (d_mlp, K): each neuron's share per frequency (neuron_frequency_shares)
     threshold: float = 0.85
     chance_share: float = 0.0  # 99% quantile of the largest neuron share with the operands relabelled
+    relabellings: int = RELABELLINGS  # draws behind chance_share
 
     @property
     def cut(self) -> float:
@@ -229,7 +230,7 @@ class KeyFrequencies:
     def chance_text(self) -> str:
         """The chance level beside the threshold, in words."""
         return (f"with the operand tokens relabelled the largest share reaches {self.chance_share:.0%}, "
-                f"99% quantile of {RELABELLINGS} relabellings")
+                f"99% quantile of {self.relabellings} relabellings")
 
 
 def neuron_clusters(shares: Float[Tensor, "d_mlp K"], threshold: float = 0.85, min_neurons: int = 2) -> tuple[dict[int, list[int]], int]:
@@ -243,11 +244,13 @@ def neuron_clusters(shares: Float[Tensor, "d_mlp K"], threshold: float = 0.85, m
     return clusters, shares.shape[0] - assigned
 
 
-def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, threshold: float = 0.85, seed: int = 0) -> KeyFrequencies:
+def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, threshold: float = 0.85, seed: int = 0,
+                    relabellings: int = RELABELLINGS) -> KeyFrequencies:
     """Key frequencies of ONE checkpoint (weights with S = 1; acts on the p x p grid of inputs): neuron
-    clusters at a share of at least ``threshold`` and above chance (``relabelled_top_share``, ``seed``)."""
+    clusters at a share of at least ``threshold`` and above chance (``relabelled_top_share`` with
+    ``relabellings`` draws from ``seed``)."""
     shares = neuron_frequency_shares(acts)
-    chance = relabelled_top_share(acts, seed=seed)
+    chance = relabelled_top_share(acts, relabellings, seed)
     clusters, unassigned = neuron_clusters(shares, max(threshold, chance))
     keys = sorted(clusters)
     # variance explained by key blocks, over all neurons
@@ -271,6 +274,7 @@ def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, thr
         neuron_shares=shares,
         threshold=threshold,
         chance_share=chance,
+        relabellings=relabellings,
     )
 
 
