@@ -537,7 +537,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
 
 LOGIT_SHARE = 0.01  # an irrep's share of the logit variance (cos^2) from which the reps report names it as explaining the logits
 # (chance: cos^2 with one fixed direction of the N x n logits, 1 / (N n - 1) for random logits, 6e-7 for S5; an untrained S5 model
-# and the shipped runs' logits shuffled over the pairs stay below 1e-4: tests/test_negative_reports.py)
+# ~3e-8, tests/test_negative_reports.py; the shipped runs' logits shuffled over the pairs <= 2.4e-5, docs/analyses.md)
 
 
 def reps_report(run: Run, step: int | None = None) -> Report:
