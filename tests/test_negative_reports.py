@@ -141,7 +141,7 @@ def test_clock_and_pizza_measures_of_models_without_the_algorithm(tiny_run):
         E = w["embed.W_E"][0, :p]
         if step:
             E = E[torch.randperm(p, generator=torch.Generator().manual_seed(0))]
-        res = al.algorithm(al.model_logit_fn(w, tiny_run.task, spec), E, keys, n_triples=200)
+        res = al.algorithm(al.model_logit_fn(w, tiny_run.task, spec), E, keys, n_triples=100)
         assert res.overall.distance_irrelevance > 0.9 and all(m.distance_irrelevance > 0.9 for m in res.per_frequency.values())
         if not step:
             assert res.overall.gradient_symmetricity > al.PIZZA_SYMMETRICITY and res.overall.verdict == "unclear"
