@@ -55,6 +55,16 @@ def _measures_dict(m: al.AlgorithmMeasures, computes: bool) -> dict:
             "verdict": m.verdict if computes else "undetermined"}
 
 
+def _minor_line(res: al.AlgorithmResult) -> str:
+    """What makes a circle minor: ``MIN_CIRCLE_SHARE``, or what the logits shuffled over the pairs put in a key circle."""
+    null = f"99% quantile of {al.CIRCLE_SHUFFLES} shuffles of the logits over the pairs"
+    if res.chance_share >= 1:
+        return (f"  every circle is minor: the key circles together hold less logit variance than shuffled logits put in one "
+                f"({null})")
+    return (f"  a circle is minor below {res.min_share:.2%} of the key-frequency logit variance ({al.MIN_CIRCLE_SHARE:.1%}, or where "
+            f"larger what shuffled logits put in a key circle: {res.chance_share:.2%}, {null})")
+
+
 def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, seed: int = 0) -> Report:
     """Clock or pizza at one checkpoint: key frequencies, both measures per frequency, verdict, plots."""
     from .analysis import fourier as fa
@@ -89,10 +99,11 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
         "thresholds": {"symmetric_cosine": al.SYMMETRIC_COSINE, "pizza_symmetricity": al.PIZZA_SYMMETRICITY,
                        "pizza_distance_irrelevance": al.PIZZA_DISTANCE_IRRELEVANCE, "min_accuracy": MIN_ACCURACY,
                        "min_circle_share": al.MIN_CIRCLE_SHARE},
+        "circle_share_shuffled_99th": res.chance_share, "circle_share_cut": res.min_share,
     }
     def row(label, m, share=None):
         share_text = f"{share:>12.2%}" if share is not None else f"{'':>12}"
-        minor = " (minor circle: left out of the verdict)" if share is not None and share < al.MIN_CIRCLE_SHARE else ""
+        minor = " (minor circle: left out of the verdict)" if share is not None and share < res.min_share else ""
         # a model that does not compute a + b runs neither algorithm, whatever its measures read like
         kind = m.verdict if computes else f"none (its measures read {m.verdict})"
         return (f"  {label:<14} {m.gradient_symmetricity:>12.3f} {m.symmetric_share:>10.1%} "
@@ -107,6 +118,7 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
         f"  {'':<14} {'grad. symm.':>12} {'cos > 0.99':>10} {'dist. irrel.':>12} {'logit share':>12}  algorithm",
         *[row(f"frequency {k}", m, res.circle_shares[k]) for k, m in res.per_frequency.items()],
         row("whole model", res.overall),
+        *([_minor_line(res)] if keys else []),
         f"  verdict: {verdict} ({reason})",
     ]
     figs = {

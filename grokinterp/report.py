@@ -63,6 +63,9 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
         "key_frequencies_logit_map": kf.from_logit_map,
         "rules_agree": kf.agree,
         "largest_neuron_share": kf.top_neuron_share,
+        "neuron_share_threshold": kf.threshold,
+        "relabelled_largest_share_99th": kf.chance_share,
+        "neuron_share_cut": kf.cut,
         "neuron_clusters": {str(k): v for k, v in kf.clusters.items()},
         "cluster_sizes": {str(k): len(v) for k, v in kf.clusters.items()},
         "unassigned_neurons": kf.unassigned,
@@ -76,7 +79,8 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     lines = [f"{run.name} at step {step:,} ({run.task.formula}):"]
     if keys:
         lines += [
-            f"  key frequencies (neuron clusters, share >= {threshold}): {_fmt_freqs(keys)}",
+            f"  key frequencies (neuron clusters, share >= {kf.cut:.2f}): {_fmt_freqs(keys)}",
+            f"    ({kf.chance_text})",
             f"  key frequencies from the W_E spectrum:                 {_fmt_freqs(kf.from_embedding)}",
             f"  key frequencies from the W_L = W_out W_U spectrum:     {_fmt_freqs(kf.from_logit_map)}"
             + ("   (all three rules agree)" if kf.agree else "   (the rules differ)"),
@@ -101,7 +105,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
         "fourier_spectrum_over_training": F.spectrum_over_training(
             steps, fa.frequency_energy(fa.embedding_spectrum(all_w, p)).numpy(), "Embedding norm per frequency over training",
             run=run.name),
-        "neuron_clusters": F.neuron_clusters(shares, kf.clusters, threshold, run=run.name, step=step),
+        "neuron_clusters": F.neuron_clusters(shares, kf.clusters, round(kf.cut, 2), run=run.name, step=step),
         "logits_fourier_2d": F.logit_fourier_2d(fa.logit_fourier_norms_2d(grid_logits).numpy(), names, run=run.name, step=step),
     }
     return Report(payload, lines, figs)
@@ -372,7 +376,6 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
-COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the matrix clusters into cosets"
 KMEANS_SEEDS = 5  # seeds of the direct clustering at the last checkpoint
 OVER_TRAINING_SHUFFLES = 50  # shuffles per checkpoint for the top class over training (200 at the last checkpoint)
 
@@ -382,6 +385,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     irreps' prediction; how far its conjugate and side are identified; direct clustering at every
     checkpoint into the final best class's cosets, against the grokking step; link to irreps."""
     from . import figures as F
+    from .analysis.census import COSET_CLUSTERS
     from .analysis.cosets import (class_fraction, cluster_cosets, coset_scores, identify_best, irrep_predicted_scores,
                                   random_partition_scores, same_partition, shuffled_best_ratios, shuffled_rows_null)
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
@@ -532,6 +536,8 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
 
 
 LOGIT_SHARE = 0.01  # an irrep's share of the logit variance (cos^2) from which the reps report names it as explaining the logits
+# (chance: cos^2 with one fixed direction of the N x n logits, 1 / (N n - 1) for random logits, 6e-7 for S5; an untrained S5 model
+# ~3e-8, tests/test_negative_reports.py; the shipped runs' logits shuffled over the pairs <= 2.4e-5, docs/analyses.md)
 
 
 def reps_report(run: Run, step: int | None = None) -> Report:
@@ -565,13 +571,16 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     lines += [f"  {n:<{width}}  d={d}  W_E {a:6.1%} ({ce:3.1f})  W_U {b:6.1%} ({cu:3.1f})  logit cosine {c:+.3f}"
               for n, d, a, b, c, ce, cu in zip(labels, payload["dims"], WE, WU, cos, cols_E, cols_U)]
     carriers = [labels[i] for i in top if logit_share[i] >= LOGIT_SHARE]
+    chance = 1 / (logits.shape[1] * logits.shape[2] - 1)  # E cos^2 of random logits with one direction
+    payload["logit_share_random_logits"] = chance
+    chance_text = f"random logits: {chance:.0e} each, one direction chi(a b c^-1) of the {logits.shape[1]:,} x {logits.shape[2]} logits"
     paper = "; Chughtai et al.'s S5 model: sign + standard, about 85%" if group.is_symmetric and group.degree == 5 else ""
     if carriers:
         lines.append(f"  logits explained by {' + '.join(carriers)}: {logit_share[top[: len(carriers)]].sum():.1%} of the variance "
-                     f"(squared logit cosines{paper})")
+                     f"(squared logit cosines, each >= {LOGIT_SHARE:.0%}; {chance_text}{paper})")
     else:
         lines.append(f"  no irrep explains {LOGIT_SHARE:.0%} of the logit variance (squared logit cosine; the largest, {labels[top[0]]}, "
-                     f"{logit_share[top[0]]:.2%}{paper})")
+                     f"{logit_share[top[0]]:.2%}; {chance_text}{paper})")
     figs = {
         "irreps_shares": F.irrep_shares(labels, {"W_E": WE, "W_U": WU, "logits (cos^2)": logit_share}, run=run.name, step=step),
         "irreps_W_U_over_training": F.irrep_shares_over_training(steps, labels, over, "Irrep shares of W_U over training",

@@ -18,7 +18,8 @@ interface:
 Per key frequency k the measures are taken on the model with its operand embedding restricted
 to the constant and frequency-k Fourier components (the paper's "circle isolation"). A circle's
 weight in the model is its share of the whole model's logit variance along cos/sin(w_k (a + b)) (Nanda
-et al.'s logit directions), over all key frequencies; a minor circle (below ``MIN_CIRCLE_SHARE``) hardly
+et al.'s logit directions), over all key frequencies; a minor circle (below ``MIN_CIRCLE_SHARE``, or below
+what the logits shuffled over the pairs put in a circle where that is larger: ``shuffled_circle_share``) hardly
 moves the logits, so its measures say little about what the model computes, and the verdict leaves it out.
 """
 
@@ -37,6 +38,7 @@ from ..engine import forward
 from ..models import ModelSpec
 from ..tasks import Task
 from .fourier import answer_directions, fourier_basis, logit_variance_explained
+from .shuffles import seeded_permutations
 
 LogitFn = Callable[[Tensor, Tensor], Tensor]  # (e_a (N, d), e_b (N, d)) -> logits (N, n)
 
@@ -44,6 +46,7 @@ SYMMETRIC_COSINE = 0.99  # the paper's threshold on one triple's gradient cosine
 PIZZA_SYMMETRICITY = 0.95  # mean cosine at or above: pizza-like gradients (paper: pizzas ~0.99, clocks 0.3-0.8)
 PIZZA_DISTANCE_IRRELEVANCE = 0.5  # at or below: the correct logit follows a - b (paper: pizzas ~0.2, clocks 0.6-1)
 MIN_CIRCLE_SHARE = 0.005  # below: a minor circle, left out of the verdict (ours: 0.0-0.4% read as neither; next 0.9%, 1.7%)
+CIRCLE_SHUFFLES = 200  # shuffles of the logits over the pairs for the circle shares' null
 
 
 def model_logit_fn(weights: dict[str, Tensor], task: Task, spec: ModelSpec) -> LogitFn:
@@ -119,6 +122,25 @@ def circle_shares(logits: Float[Tensor, "N n"], key_frequencies: list[int]) -> d
     return {k: v / total if total > 0 else float("nan") for k, v in var.items()}
 
 
+def shuffled_circle_share(logits: Float[Tensor, "N n"], key_frequencies: list[int], draws: int = CIRCLE_SHUFFLES,
+                          seed: int = 0, quantile: float = 0.99) -> float:
+    """The ``quantile`` over ``draws`` seeded shuffles of the logits' rows over the pairs of the largest
+    key circle's logit variance, as a share of the real key circles' variance (``circle_shares``'
+    denominator): the share a circle has by chance, the maximum over the key circles as the report
+    looks at each. Chance is about 2 / p^2 of the logit variance per circle (p = 23: 0.4%), the
+    99% quantile a few times that, and near 0 in the real key circles of a model that does not use them."""
+    p = math.isqrt(logits.shape[0])
+    a, b = _table(p)
+    z = ((a + b) % p).numpy()
+    centred = logits.double() - logits.double().mean(0, keepdim=True)
+    D = answer_directions(z, p, key_frequencies)  # (2F, N): cos and sin of each key circle, orthonormal
+    real = (D @ centred).pow(2).sum()
+    perms = seeded_permutations(p * p, draws, seed)
+    tops = torch.cat([torch.matmul(D[:, perms[i : i + 16]].transpose(0, 1), centred).pow(2).sum(-1).unflatten(-1, (-1, 2)).sum(-1).amax(-1)
+                      for i in range(0, draws, 16)])  # (draws,): the largest circle's variance per shuffle
+    return float(torch.quantile(tops / real.clamp_min(1e-30), quantile))
+
+
 def distance_irrelevance(q: Float[Tensor, "p p"]) -> float:
     """mean_d std_s q[s, d] / std q (Zhong et al.; population std as numpy's). Clock ~1, Pizza low."""
     return float(q.std(0, correction=0).mean() / q.std(correction=0).clamp_min(1e-30))
@@ -161,22 +183,30 @@ class AlgorithmResult:
     overall: AlgorithmMeasures  # the whole model
     per_frequency: dict[int, AlgorithmMeasures]  # key frequency -> measures with only that circle kept
     circle_shares: dict[int, float]  # key frequency -> its share of the key-frequency logit variance
+    chance_share: float  # shuffled_circle_share: a circle's share by chance (99% quantile)
     verdict: str  # clock | pizza | mixed | undetermined
     reason: str
 
+    @property
+    def min_share(self) -> float:
+        """The share below which a circle is minor: ``MIN_CIRCLE_SHARE``, or chance where that is larger."""
+        return max(MIN_CIRCLE_SHARE, self.chance_share)
+
     def minor(self, k: int) -> bool:
-        return self.circle_shares[k] < MIN_CIRCLE_SHARE
+        return self.circle_shares[k] < self.min_share
 
 
-def combine(per_frequency: dict[int, AlgorithmMeasures], shares: dict[int, float]) -> tuple[str, str]:
-    """Over the circles that are not minor: clock / pizza when every one says so, mixed when both
-    occur, else undetermined."""
+def combine(per_frequency: dict[int, AlgorithmMeasures], shares: dict[int, float], min_share: float = MIN_CIRCLE_SHARE) -> tuple[str, str]:
+    """Over the circles that are not minor (share below ``min_share``): clock / pizza when every one
+    says so, mixed when both occur, else undetermined."""
     if not per_frequency:
         return "undetermined", "no key frequencies"
-    minor = [k for k in per_frequency if shares[k] < MIN_CIRCLE_SHARE]
+    minor = [k for k in per_frequency if shares[k] < min_share]
     left_out = (f"; left out: frequency {', '.join(f'{k} ({shares[k]:.2%} of the key-frequency logit variance)' for k in minor)}"
                 if minor else "")
     kinds = {m.verdict for k, m in per_frequency.items() if k not in minor}
+    if not kinds:
+        return "undetermined", "every key frequency's circle is minor" + left_out
     if kinds == {"clock"} or kinds == {"pizza"}:
         return kinds.pop(), ("every key frequency agrees" if not minor else "every other key frequency agrees") + left_out
     if {"clock", "pizza"} <= kinds:
@@ -187,10 +217,11 @@ def combine(per_frequency: dict[int, AlgorithmMeasures], shares: dict[int, float
 def algorithm(f: LogitFn, E: Float[Tensor, "p d"], key_frequencies: list[int], n_triples: int = 2000,
               seed: int = 0) -> AlgorithmResult:
     """Measures of the whole model and of each key frequency's isolated circle, each circle's share of
-    the model's logits, and the verdict."""
+    the model's logits and its chance level (``shuffled_circle_share``), and the verdict."""
     logits = table_logits(f, E)
     overall = measure(f, E, n_triples, seed, logits)
     per = {k: measure(f, isolate_frequency(E, k), n_triples, seed) for k in key_frequencies}
     shares = circle_shares(logits, key_frequencies)
-    verdict, reason = combine(per, shares)
-    return AlgorithmResult(overall, per, shares, verdict, reason)
+    chance = shuffled_circle_share(logits, key_frequencies, seed=seed) if key_frequencies else 0.0
+    verdict, reason = combine(per, shares, max(MIN_CIRCLE_SHARE, chance))
+    return AlgorithmResult(overall, per, shares, chance, verdict, reason)

@@ -22,7 +22,7 @@ from ..groups import FiniteGroup
 from .cosets import class_fraction, cluster_cosets, coset_scores, irrep_predicted_scores, random_partition_scores, shuffled_rows_null
 from .representations import irrep_shares, stabilising_subgroups
 
-COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the cosets are recovered"
+COSET_CLUSTERS = 0.8  # share of k-means clusters that must be cosets for "the cosets are recovered" (also `grokinterp cosets`)
 DOMINANT = 0.5  # irrep share above which an irrep is "dominant", if also above shuffled rows' (a random matrix gives
 # d^2 / (n - 1) on average: 0.30 for S5's 6-dim irrep, 0.80 for S3's 2-dim one)
 

@@ -18,6 +18,8 @@ from torch import Tensor
 
 from .shuffles import seeded_permutations
 
+RELABELLINGS = 50  # draws of the neuron-share null (relabelled_top_share; ~0.14 s each at p = 113, d_mlp = 512)
+
 
 def n_frequencies(p: int) -> int:
     return (p - 1) // 2
@@ -117,20 +119,51 @@ def neuron_frequency_shares(acts: Float[Tensor, "... p p d_mlp"]) -> Float[Tenso
     transform over a, then over b only the components each a-component meets in a block.
     """
     centred = acts.double() - acts.double().mean(dim=(-3, -2), keepdim=True)
-    p = acts.shape[-2]
+    return (_block_energies(centred, fourier_basis(acts.shape[-2])) / _total(centred)).transpose(-1, -2)
+
+
+def _total(centred: Float[Tensor, "... p p d"]) -> Float[Tensor, "... 1 d"]:
+    """Each neuron's sum of squares (Parseval: its energy over all 2-D components)."""
+    return centred.pow(2).sum(dim=(-3, -2)).clamp_min(1e-30)[..., None, :]
+
+
+def _block_energies(centred: Float[Tensor, "... p p d"], B: Float[Tensor, "... p p"]) -> Float[Tensor, "... K d"]:
+    """Energy of centred activations in each frequency's block in the basis B (rows: const, cos 1,
+    sin 1, ..., over the token; B[:, perm]: the activations with both operands relabelled; a stack of
+    bases (G, p, p) gives a stack)."""
+    p = centred.shape[-2]
     K = n_frequencies(p)
-    over_a = transform(centred, -3)  # (..., p_a, p_b, d)
-    const_a = transform(over_a[..., 0, :, :], -2)  # (..., p_b, d): a const, every b component
+    over_a = torch.matmul(B, centred.flatten(-2)).unflatten(-1, centred.shape[-2:])  # (..., p_a, p_b, d)
+    const_a = torch.matmul(B, over_a[..., 0, :, :])  # (..., p_b, d): a const, every b component
     ks = torch.arange(1, K + 1)
-    b_rows = fourier_basis(p)[torch.stack([torch.zeros(K, dtype=torch.long), 2 * ks - 1, 2 * ks], 1)]  # (K, 3, p): const, cos k, sin k
+    b_rows = B[..., torch.stack([torch.zeros(K, dtype=torch.long), 2 * ks - 1, 2 * ks], 1), :]  # (..., K, 3, p): const, cos k, sin k
     # a in frequency k (cos k, sin k) against b in (const, cos k, sin k): (..., K, 2, 3, d)
-    sq = torch.einsum("kjb,...kibd->...kijd", b_rows, over_a[..., 1:, :, :].unflatten(-3, (K, 2))).pow(2)
-    shares = (const_a[..., :1, :].pow(2)  # const x const
+    sq = torch.matmul(b_rows[..., None, :, :], over_a[..., 1:, :, :].unflatten(-3, (K, 2))).pow(2)
+    energy = (const_a[..., :1, :].pow(2)  # const x const
               + const_a[..., 1:, :].pow(2).unflatten(-2, (K, 2)).sum(-2)  # const x frequency k
               + sq[..., 0, :].sum(-2)  # frequency k x const
               + sq[..., 1:, :].sum((-3, -2)))  # frequency k x frequency k: (..., K, d)
-    total = centred.pow(2).sum(dim=(-3, -2)).clamp_min(1e-30)
-    return (shares / total[..., None, :]).transpose(-1, -2)
+    return energy
+
+
+def relabelled_top_share(acts: Float[Tensor, "p p d_mlp"], draws: int = RELABELLINGS, seed: int = 0,
+                         quantile: float = 0.99) -> float:
+    """The ``quantile`` over ``draws`` seeded relabellings of the operand tokens (the same permutation
+    of a and of b, as a model with W_E's rows shuffled computes) of the largest share any neuron has in
+    one frequency (``neuron_frequency_shares``): how large a neuron's top share is by chance, the
+    maximum over all neurons and frequencies, as the cluster rule looks at every neuron.
+
+    A relabelling keeps each neuron's values and how it mixes a and b (an untrained neuron is about
+    ReLU(f(a) + f(b))) and breaks any tie of its tokens to Z_p's frequencies: with few frequencies
+    (p = 23: 11) one of them takes 60-70% of an untrained neuron's variance this way. In float32,
+    relabellings batched: about p^3 d_mlp multiply-adds each."""
+    p = acts.shape[-2]
+    centred = (acts.double() - acts.double().mean(dim=(-3, -2), keepdim=True)).float()
+    total = _total(centred)  # a relabelling keeps it
+    bases = fourier_basis(p, torch.float32)[:, seeded_permutations(p, draws, seed)].transpose(0, 1)  # (draws, p, p)
+    batch = max(1, 2**22 // centred.numel())
+    tops = torch.cat([(_block_energies(centred, bases[i : i + batch]) / total).amax((-2, -1)) for i in range(0, draws, batch)])
+    return float(torch.quantile(tops.double(), quantile))
 
 
 def gap_key_frequencies(energy: Float[Tensor, "K"], max_keys: int | None = None) -> list[int]:
@@ -150,7 +183,9 @@ class KeyFrequencies:
 
     The neuron rule is the one that can say "none": the gap rules always return some frequencies,
     so without neuron clusters there are no key frequencies (``keys`` is empty) and ``why_none``
-    says why; the gap rules' picks are then only the largest gaps of a spectrum.
+    says why; the gap rules' picks are then only the largest gaps of a spectrum. A neuron joins a
+    cluster at a share of at least ``cut``: ``threshold``, or the largest share the neurons reach with
+    the operand tokens relabelled (``chance_share``, ``relabelled_top_share``) where that is larger.
     """
 
     from_neurons: list[int]
@@ -164,6 +199,13 @@ class KeyFrequencies:
     top_neuron_share: float  # the largest share any neuron has in one frequency
     neuron_shares: Tensor = field(repr=False, compare=False)  # (d_mlp, K): each neuron's share per frequency (neuron_frequency_shares)
     threshold: float = 0.85
+    chance_share: float = 0.0  # 99% quantile of the largest neuron share with the operands relabelled
+    relabellings: int = RELABELLINGS  # draws behind chance_share
+
+    @property
+    def cut(self) -> float:
+        """The share from which a neuron joins a cluster: the threshold, or chance where that is larger."""
+        return max(self.threshold, self.chance_share)
 
     @property
     def keys(self) -> list[int]:
@@ -179,10 +221,16 @@ class KeyFrequencies:
         """Why there are no key frequencies (None when there are)."""
         if self.keys:
             return None
-        if self.top_neuron_share < self.threshold:
-            return (f"no neuron cluster: no neuron has {self.threshold:.0%} of its variance in one frequency "
-                    f"(the largest share is {self.top_neuron_share:.0%})")
-        return f"no neuron cluster: the neurons with a share >= {self.threshold:.0%} do not form clusters of 2 or more"
+        if self.top_neuron_share < self.cut:
+            return (f"no neuron cluster: no neuron has {self.cut:.0%} of its variance in one frequency "
+                    f"(the largest share is {self.top_neuron_share:.0%}; {self.chance_text})")
+        return f"no neuron cluster: the neurons with a share >= {self.cut:.0%} do not form clusters of 2 or more"
+
+    @property
+    def chance_text(self) -> str:
+        """The chance level beside the threshold, in words."""
+        return (f"with the operand tokens relabelled the largest share reaches {self.chance_share:.0%}, "
+                f"99% quantile of {self.relabellings} relabellings")
 
 
 def neuron_clusters(shares: Float[Tensor, "d_mlp K"], threshold: float = 0.85, min_neurons: int = 2) -> tuple[dict[int, list[int]], int]:
@@ -196,10 +244,14 @@ def neuron_clusters(shares: Float[Tensor, "d_mlp K"], threshold: float = 0.85, m
     return clusters, shares.shape[0] - assigned
 
 
-def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, threshold: float = 0.85) -> KeyFrequencies:
-    """Key frequencies of ONE checkpoint (weights with S = 1; acts on the p x p grid of inputs)."""
+def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, threshold: float = 0.85, seed: int = 0,
+                    relabellings: int = RELABELLINGS) -> KeyFrequencies:
+    """Key frequencies of ONE checkpoint (weights with S = 1; acts on the p x p grid of inputs): neuron
+    clusters at a share of at least ``threshold`` and above chance (``relabelled_top_share`` with
+    ``relabellings`` draws from ``seed``)."""
     shares = neuron_frequency_shares(acts)
-    clusters, unassigned = neuron_clusters(shares, threshold)
+    chance = relabelled_top_share(acts, relabellings, seed)
+    clusters, unassigned = neuron_clusters(shares, max(threshold, chance))
     keys = sorted(clusters)
     # variance explained by key blocks, over all neurons
     centred = acts.double() - acts.double().mean(dim=(0, 1), keepdim=True)
@@ -221,6 +273,8 @@ def key_frequencies(weights: dict, acts: Float[Tensor, "p p d_mlp"], p: int, thr
         top_neuron_share=float(shares.max()) if shares.numel() else 0.0,
         neuron_shares=shares,
         threshold=threshold,
+        chance_share=chance,
+        relabellings=relabellings,
     )
 
 
