@@ -67,8 +67,8 @@ def _minor_line(res: al.AlgorithmResult) -> str:
 
 def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, seed: int = 0) -> Report:
     """Clock or pizza at one checkpoint: key frequencies, both measures per frequency, verdict, plots."""
-    from .analysis import fourier as fa
     from .analysis.batched import logits_and_neurons
+    from .cache import key_frequencies as cached_key_frequencies
 
     _require_modular_grid(run, "algorithm")
     if run.task.name != "add":
@@ -81,7 +81,7 @@ def algorithm_report(run: Run, step: int | None = None, n_triples: int = 2000, s
     accuracy = float((logits[0].argmax(-1) == run.task.all_labels()).double().mean())
     keys, source = [], None
     if acts is not None:
-        kf = fa.key_frequencies(w, acts[0].reshape(p, p, -1), p)
+        kf = cached_key_frequencies(run, step, w, acts[0].reshape(p, p, -1))
         keys, source = (kf.from_neurons, "neuron clusters") if kf.from_neurons else (kf.from_logit_map, "W_L spectrum gap")
     f = al.model_logit_fn(w, run.task, spec)
     res = al.algorithm(f, w["embed.W_E"][0, :p], keys, n_triples, seed)

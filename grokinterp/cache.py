@@ -104,3 +104,26 @@ def progress_measures(run, key_freqs: list[int], steps: list[int] | None = None,
         cache.save(rows)
     return ProgressMeasures(steps=np.asarray(steps), key_frequencies=list(key_freqs),
                             **{n: np.array([rows[h][n] for h in hashes]) for n in names})
+
+
+def key_frequencies(run, step: int, weights: dict, acts, threshold: float = 0.85):
+    """``analysis.fourier.key_frequencies`` of one checkpoint of a run (``weights``: its S = 1 stack;
+    ``acts``: its (p, p, d_mlp) neurons), with the relabelling null kept per checkpoint hash: the null
+    costs ~1 s at p = 113 (the rest ~0.1 s), and `fourier`, `progress`, `algorithm`, `explore` and
+    `figures` all ask for the last checkpoint's."""
+    from .analysis import fourier as fa
+    from .runs import InMemoryRun
+
+    p = run.task.p
+    null = None
+    if not isinstance(run, InMemoryRun):
+        cache = ResultCache(run, "neuron-null", {"draws": fa.RELABELLINGS, "first": fa.FIRST_RELABELLINGS, "seed": 0,
+                                                 "settle_below": threshold / 2})
+        h, rows = checkpoint_hash(run.path, step), cache.load()
+        if set(rows.get(h, {})) == {"share", "draws"}:
+            null = rows[h]["share"], int(rows[h]["draws"])
+        else:
+            null = fa.relabelled_top_share(acts, settle_below=threshold / 2)
+            rows[h] = {"share": null[0], "draws": float(null[1])}
+            cache.save(rows)
+    return fa.key_frequencies(weights, acts, p, threshold, null=null)

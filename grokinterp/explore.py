@@ -132,13 +132,15 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     from .analysis.phases import detect_phases
     from .analysis.progress import gini, restricted_and_excluded_loss, sum_squared_weights
     from .analysis.views import frequency_projector, project, structured_plane
+    from .cache import key_frequencies as cached_key_frequencies
 
     task, spec, p = run.task, run.config.spec, run.task.p
     w = run.stacked_weights(steps)
     # key frequencies: the neuron clusters of the last checkpoint, as Nanda et al. (and `grokinterp progress`)
     last = {k: v[-1:] for k, v in w.items()}
     _, acts = logits_and_neurons(last, task, spec)
-    keys = sorted(fa.neuron_clusters(fa.neuron_frequency_shares(acts[0].reshape(p, p, -1)), THRESHOLD)[0])
+    kf = cached_key_frequencies(run, steps[-1], last, acts[0].reshape(p, p, -1), THRESHOLD)
+    keys, cut = kf.keys, kf.cut  # the cut: THRESHOLD, or chance at the last checkpoint where larger (small p)
     train, labels = torch.from_numpy(run.train_mask), task.all_labels()
     K = fa.n_frequencies(p)
     restricted, excluded, maps, sizes = [], [], [], []
@@ -151,7 +153,7 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
             shares = fa.neuron_frequency_shares(acts.reshape(len(logits), p, p, -1))
             for s in range(len(logits)):
                 maps.append(fa.logit_fourier_norms_2d(logits[s].reshape(p, p, -1)).float())
-                clusters, _ = fa.neuron_clusters(shares[s], THRESHOLD)
+                clusters, _ = fa.neuron_clusters(shares[s], cut)
                 sizes.append([len(clusters.get(k, [])) for k in range(1, K + 1)])
             bar.update(len(logits))
     restricted, excluded = torch.cat(restricted).numpy(), torch.cat(excluded).numpy()
@@ -200,9 +202,9 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
         panels.append(panel)
 
     # neuron clusters (Nanda et al. Fig. 5)
-    panel = Panel(_figure(f"MLP neurons per frequency cluster (share >= {THRESHOLD})", xaxis_title="frequency k"),
-                  f"Neurons whose activations over (a, b) are at least {THRESHOLD:.0%} one frequency. Clusters form on the "
-                  "key frequencies during circuit formation in a grokking run.")
+    panel = Panel(_figure(f"MLP neurons per frequency cluster (share >= {cut:.2f})", xaxis_title="frequency k"),
+                  f"Neurons whose activations over (a, b) are at least {cut:.0%} one frequency ({kf.chance_text} at the "
+                  "last checkpoint). Clusters form on the key frequencies during circuit formation in a grokking run.")
     _bars(panel, k, [("neurons", np.asarray(sizes, dtype=np.float32), COLORS[0])], "neurons")
     panel.figure.update_layout(showlegend=False)
     panels.append(panel)

@@ -37,6 +37,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     from . import figures as F
     from .analysis import fourier as fa
     from .analysis.batched import logits_and_neurons
+    from .cache import key_frequencies as cached_key_frequencies
 
     _require_modular_grid(run, "fourier")
     step = run.resolve_step(step)
@@ -44,7 +45,7 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
     w = run.stacked_weights([step])
     logits, acts = logits_and_neurons(w, run.task, spec)
     grid_acts = acts[0].reshape(p, p, -1)
-    kf = fa.key_frequencies(w, grid_acts, p, threshold)
+    kf = cached_key_frequencies(run, step, w, grid_acts, threshold)
     keys = kf.keys
     directions = fa.answer_directions(run.task.labels, p, keys)
     logit_share = float(fa.logit_variance_explained(logits, directions)[0])
@@ -114,9 +115,9 @@ def fourier_report(run: Run, step: int | None = None, threshold: float = 0.85) -
 def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool = False) -> Report:
     """Progress measures over every checkpoint, phases, and the figures of Nanda et al. Fig. 2 and 7."""
     from . import figures as F
-    from .analysis import fourier as fa
     from .analysis.batched import logits_and_neurons
     from .analysis.phases import detect_phases
+    from .cache import key_frequencies as cached_key_frequencies
     from .cache import progress_measures
 
     _require_modular_grid(run, "progress")
@@ -126,7 +127,7 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     if key_freqs is None:  # from the last checkpoint, as Nanda et al. did
         w_last = run.stacked_weights([steps[-1]])
         _, acts = logits_and_neurons(w_last, run.task, spec)
-        kf = fa.key_frequencies(w_last, acts[0].reshape(p, p, -1), p)
+        kf = cached_key_frequencies(run, steps[-1], w_last, acts[0].reshape(p, p, -1))
         key_freqs, why_none = kf.keys, kf.why_none
     from tqdm.auto import tqdm
 

@@ -17,7 +17,7 @@ KEYS = [3, 7]
 def run(tiny_run, tmp_path, monkeypatch):
     """A copy of the tiny run that the test may change; no GROKINTERP_CACHE, so <run>/.cache is used."""
     monkeypatch.delenv("GROKINTERP_CACHE", raising=False)
-    shutil.copytree(tiny_run.path, tmp_path / "tiny23")
+    shutil.copytree(tiny_run.path, tmp_path / "tiny23", ignore=shutil.ignore_patterns(".cache"))  # what other tests cached stays behind
     return gi.load_run(tmp_path / "tiny23")
 
 
@@ -106,3 +106,25 @@ def test_grokinterp_cache_variable_moves_the_cache(run, tmp_path, monkeypatch):
     monkeypatch.setenv("GROKINTERP_CACHE", str(tmp_path / "elsewhere"))
     cache.progress_measures(run, KEYS)
     assert not (run.path / ".cache").exists() and list((tmp_path / "elsewhere").glob("*/progress-*.json"))
+
+
+def test_neuron_null_is_kept_per_checkpoint(run, monkeypatch):
+    """The relabelling null of the key frequencies is computed once per checkpoint file, shared by the
+    reports, and recomputed when the file changes."""
+    from grokinterp.analysis import fourier as fa
+    from grokinterp.report import fourier_report, progress_report
+
+    calls = []
+    real = fa.relabelled_top_share
+    monkeypatch.setattr(fa, "relabelled_top_share", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    first = fourier_report(run).payload
+    assert len(calls) == 1
+    again = fourier_report(run).payload
+    assert len(calls) == 1 and again["relabelled_largest_share_99th"] == first["relabelled_largest_share_99th"]
+    assert again["key_frequencies"] == first["key_frequencies"] == progress_report(run).payload["key_frequencies"]
+    assert len(calls) == 1  # progress reads the last checkpoint's null from the cache
+    step = run.steps[-1]
+    tensors, meta = read_tensors(checkpoint_path(run.path, step))
+    atomic_write_tensors(checkpoint_path(run.path, step), {k: v * 0.5 for k, v in tensors.items()}, meta)
+    fourier_report(gi.load_run(run.path))
+    assert len(calls) == 2

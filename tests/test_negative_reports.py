@@ -148,3 +148,19 @@ def test_clock_and_pizza_measures_of_models_without_the_algorithm(tiny_run):
             assert res.chance_share > 1 and res.minor(3) and res.reason.startswith("every key frequency's circle is minor")
         else:
             assert res.overall.verdict == "clock"
+
+
+def test_neuron_null_draws_more_only_near_the_threshold():
+    """10 relabellings where they all stay below ``settle_below``, the full 50 where one reaches it;
+    the first 10 are the same draws either way."""
+    import torch
+
+    from grokinterp.analysis import fourier as fa
+
+    torch.manual_seed(0)
+    acts = torch.relu(torch.randn(23, 1, 64) + torch.randn(1, 23, 64))
+    few, n_few = fa.relabelled_top_share(acts, settle_below=1.01)
+    full, n_full = fa.relabelled_top_share(acts, settle_below=0.0)
+    assert (n_few, n_full) == (fa.FIRST_RELABELLINGS, fa.RELABELLINGS)
+    assert fa.relabelled_top_share(acts, draws=fa.FIRST_RELABELLINGS)[0] == few
+    assert few <= full + 0.05  # a quantile of fewer draws of the same null, not another null
