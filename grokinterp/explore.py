@@ -85,9 +85,10 @@ def _bars(panel: Panel, x, series: list[tuple[str, np.ndarray, str]], y_title: s
 
 def _accuracy_note(m: dict) -> str:
     """What this run's logged accuracies did: memorised, grokked, both at once, or neither yet."""
-    from .analysis.phases import first_step
+    from .analysis.phases import first_step, relapse_text
 
     fit, grok, last = first_step(m["step"], m["train_acc"] >= 0.99), first_step(m["step"], m["test_acc"] >= 0.99), int(m["step"][-1])
+    half = first_step(m["step"], m["test_acc"] >= 0.5)
     if fit is None:
         return f"Train accuracy has not reached 99% by step {last:,} (the last logged): the run has not fit its training set."
     if grok is None:
@@ -96,7 +97,12 @@ def _accuracy_note(m: dict) -> str:
     if grok <= fit:
         return (f"Test accuracy reaches 99% at step {grok:,}, train accuracy at step {fit:,}: this run generalised while it fit, "
                 "with no memorisation first.")
-    return f"Train accuracy reaches 99% at step {fit:,} (memorisation); test accuracy follows at step {grok:,} (grokking)."
+    if half < fit:
+        return (f"Test accuracy passes 50% at step {half:,}, before train accuracy reaches 99% at step {fit:,}, and reaches 99% "
+                f"at step {grok:,}: this run generalised while it fit, with no memorisation first to grok from.")
+    relapse = relapse_text(m["step"], m["test_acc"], grok)
+    return (f"Train accuracy reaches 99% at step {fit:,} (memorisation); test accuracy follows at step {grok:,} (grokking)"
+            + (f", then {relapse}." if relapse else "."))
 
 
 def _shading_note(phases) -> str:
@@ -170,7 +176,7 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
                 "still high: the circuit forms before the test loss falls; the restricted loss (only the key directions) "
                 "falls first." if keys else "No neuron clusters at the last checkpoint, so no key frequencies: the restricted "
                 "and excluded losses are not drawn.")
-               + " Gini of W_E and W_L rises as they become sparse in the Fourier basis.")
+               + " In a grokking run the Gini of W_E and W_L rises as they become sparse in the Fourier basis.")
     every = np.arange(len(steps))
     losses = [("train", m["train_loss"][at], COLORS[0]), ("test", m["test_loss"][at], COLORS[1])]
     if keys:  # without key frequencies there is nothing to restrict to or exclude
@@ -204,7 +210,8 @@ def _modular_panels(run, steps, progress: bool) -> list[Panel]:
     # neuron clusters (Nanda et al. Fig. 5)
     panel = Panel(_figure(f"MLP neurons per frequency cluster (share >= {cut:.2f})", xaxis_title="frequency k"),
                   f"Neurons whose activations over (a, b) are at least {cut:.0%} one frequency ({kf.chance_text} at the "
-                  "last checkpoint). Clusters form on the key frequencies during circuit formation in a grokking run.")
+                  "last checkpoint). Clusters form on the key frequencies during circuit formation in a grokking run."
+                  + ("" if np.any(sizes) else " In this run no checkpoint has a cluster (2 or more neurons at the cut): the bars are empty."))
     _bars(panel, k, [("neurons", np.asarray(sizes, dtype=np.float32), COLORS[0])], "neurons")
     panel.figure.update_layout(showlegend=False)
     panels.append(panel)
@@ -277,7 +284,8 @@ def _group_panels(run, steps, progress: bool) -> list[Panel]:
     best = cs.best()
     ratio, threshold = float(cs.ratios[-1, cs.best_index()]), float(shuffled_best_ratios(U[-1:], group)[0])
     stands = (f"Its F ({ratio:.2f}) is above the best F of W_U's vectors shuffled over the elements (99% of {SHUFFLES} shuffles: "
-              f"{threshold:.2f}): the colours gather into clusters as the cosets form." if ratio > threshold else
+              f"{threshold:.2f}): W_U is tied to these cosets; how tightly is the score, {float(cs.scores[-1, cs.best_index()]):.3f} "
+              "(0: chance, 1: each coset a point), not the colours' look." if ratio > threshold else
               f"No coset structure stands out: its F ({ratio:.2f}) is within what W_U's vectors shuffled over the elements give "
               f"(99% of {SHUFFLES} shuffles: {threshold:.2f}), so the colours are the top of a ranking of noise.")
     xy = project(U, structured_plane(U[-1], averaging_matrices([best], group.n)[0])).float().numpy()

@@ -223,16 +223,17 @@ def _identification_line(group, cs, ident) -> str:
             "(one coset gH is also the right coset (gHg^-1)g)")
 
 
-def _structure_line(matrix: str, ratio: float, threshold: float) -> str:
+def _structure_line(matrix: str, ratio: float, threshold: float, score: float) -> str:
     """Whether the best partition's F stands out of ``threshold``, the 99% quantile of the best F of the matrix's
     vectors shuffled over the elements (``analysis.cosets.shuffled_best_ratios``): the only claim of coset
-    structure a report makes."""
+    structure a report makes; how tight its cosets are is the ``score``, not the test."""
     from .analysis.cosets import SHUFFLES
 
     of = (f"the best F of {matrix}'s vectors (one per element) shuffled over the elements (99% quantile of {SHUFFLES} "
           f"shuffles: {threshold:.2f})")
     if ratio > threshold:
-        return f"  the best partition stands out: F {ratio:.2f} is above {of}"
+        return (f"  the best partition stands out: F {ratio:.2f} is above {of}; how tight its cosets are is the score, "
+                f"{score:.3f} (0: random, 1: each coset a point)")
     return f"  no coset structure stands out: F {ratio:.2f} is within {of}, so the best partition is only the top of a ranking of noise"
 
 
@@ -345,7 +346,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
                        circle_step=min(inverse, p - inverse) if stands_out else None)  # x -> x+k and x -> x-k are the two neighbours
         lines = [f"{run.name} at step {step:,}: t-SNE of the {run.task.n} output vectors, coloured by x mod {k} with lines x -> x+{k}",
                  "  output vectors per frequency: " + ", ".join(f"{i + 1}: {shares[i]:.0%}" for i in top)
-                 + " (the output vectors of one frequency lie on a circle)"]
+                 + " (each frequency's share of W_U's energy over x; one that holds most of it puts the output vectors on a circle)"]
         if stands_out:
             several = (f"; they lie on {len(standing)} circles at once, so the t-SNE need not show one ring" if len(standing) > 1
                        else "; the t-SNE can show its circle as a ring")
@@ -369,7 +370,7 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         payload.update(colour_by_variance_ratio=ratio, shuffled_best_variance_ratio=threshold,
                        colour_by_stands_out=ratio > threshold)
         lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
-                 f"(variance ratio): {payload['colour_by']}", _structure_line("W_U", ratio, threshold),
+                 f"(variance ratio): {payload['colour_by']}", _structure_line("W_U", ratio, threshold, float(cs.scores[0, cs.best_index()])),
                  _identification_line(group, cs, ident)]
         fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name})",
                            subgroup=group.subgroups[best.subgroup].name,
@@ -495,7 +496,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         "(random: about 1), which rewards fewer blocks: a finer class can score higher yet rank lower",
         f"  best at step {steps[-1]:,}: {_identified_label(group, cs, ident, names)}; F {cs.ratios[-1, b]:.1f}, score "
         f"{cs.scores[-1, b]:.3f} (random partitions of the same sizes: {null.mean():.3f} +- {null.std():.3f}, z = {z:.0f})",
-        _structure_line(matrix, float(cs.ratios[-1, b]), shuffled.best_ratio),
+        _structure_line(matrix, float(cs.ratios[-1, b]), shuffled.best_ratio, float(cs.scores[-1, b])),
         _identification_line(group, cs, ident),
         f"  the irrep shares of {matrix} predict a score of {predicted[b]:.3f} for it (each irrep part using all columns of rho "
         "alike; more means tighter cosets)",
@@ -593,7 +594,7 @@ def reps_report(run: Run, step: int | None = None) -> Report:
 def training_report(run: Run) -> Report:
     """Power et al. Fig. 1 (left) and Fig. 4: accuracy and validation loss against steps."""
     from . import figures as F
-    from .analysis.phases import first_step
+    from .analysis.phases import first_step, relapse_text
 
     m = run.metrics
     grok = grokking_steps(run)
@@ -604,6 +605,10 @@ def training_report(run: Run) -> Report:
     lines = [f"{run.name}: train acc >= 99% {reached}; final train {m['train_acc'][-1]:.3f}, "
              f"test {m['test_acc'][-1]:.3f}",
              f"  {_grokking_text(grok)}"]
+    relapse = relapse_text(m["step"], m["test_acc"], grok["logged_step"])
+    payload["relapse"] = relapse or None
+    if relapse:
+        lines.append(f"  test accuracy {relapse}")
     figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"Train and validation accuracy ({run.task.formula})", run=run.name),
             "power_fig4_validation_loss": F.validation_loss(m, f"Validation loss ({run.task.formula})", run=run.name)}
     return Report(payload, lines, figs)

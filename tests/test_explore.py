@@ -247,3 +247,33 @@ def test_loss_panel_names_only_the_phases_it_shades():
     grokked = detect_phases(steps, fit, np.where(steps >= 400, 1.0, 0.05), 500.0 + np.minimum(steps, 600 - steps))
     assert _shading_note(growing) == "" and _shading_note(None) == ""
     assert _shading_note(grokked).startswith(" Shading: memorisation, circuit formation")
+
+
+def test_loss_panel_note_on_early_generalisation_and_relapses():
+    """Test accuracy past 50% before train accuracy reaches 99% is no memorisation then grokking (tiny23 reads so),
+    and a run whose test accuracy collapses after grokking says how often and how late."""
+    from grokinterp.explore import _accuracy_note
+
+    steps = np.array([0, 10, 20, 30, 40])
+    early = _accuracy_note({"step": steps, "train_acc": np.array([0.5, 0.9, 1.0, 1.0, 1.0]),
+                            "test_acc": np.array([0.0, 0.6, 0.8, 1.0, 1.0])})
+    assert "passes 50% at step 10, before train accuracy reaches 99% at step 20" in early and "(grokking)" not in early
+    relapsing = _accuracy_note({"step": steps, "train_acc": np.array([0.5, 1.0, 1.0, 1.0, 1.0]),
+                                "test_acc": np.array([0.0, 0.1, 1.0, 0.2, 1.0])})
+    assert relapsing.endswith("(grokking), then falls below 50% again at 1 of the 2 logged steps after it, the last at step 30 "
+                              "(final 100.0%).")
+
+
+def test_no_phase_bands_where_the_phases_are_not_separable():
+    """The run generalised while it fit: the report says the phases are not separable, so no band is shaded
+    (a cleanup band from step 32 used to be drawn on tiny23)."""
+    from grokinterp.analysis.phases import detect_phases
+    from grokinterp.report import _phases_text
+
+    steps = np.arange(0, 401, 50)
+    train = np.array([0.3, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    test = np.array([0.0, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0])
+    norm = np.array([10, 12, 13, 12, 11, 9, 8, 7.9, 7.85])
+    ph = detect_phases(steps, train, test, norm)
+    assert ph.cleanup_start == 50 and ph.memorised_step == 100 and ph.cleanup_end is not None
+    assert _phases_text(ph).startswith("phases: not separable") and ph.bands() == []

@@ -34,7 +34,10 @@ class Phases:
         return asdict(self)
 
     def bands(self, start: int = 0) -> list[tuple[str, int, int]]:
-        """(name, first step, last step) of each phase whose two boundaries were found."""
+        """(name, first step, last step) of each phase whose two boundaries were found; none without a
+        memorisation end (not reached, or the run generalised while it fit: no sequence of phases)."""
+        if self.memorisation_end is None:
+            return []
         b = [start, self.memorisation_end, self.cleanup_start, self.cleanup_end]
         return [(name, x0, x1) for name, x0, x1 in zip(("memorisation", "circuit formation", "cleanup"), b[:-1], b[1:])
                 if x0 is not None and x1 is not None and x1 > x0]
@@ -43,6 +46,25 @@ class Phases:
 def first_step(steps: np.ndarray, condition: np.ndarray) -> int | None:
     hit = np.flatnonzero(condition)
     return int(steps[hit[0]]) if len(hit) else None
+
+
+def relapses(steps, test_acc, after: int | None) -> tuple[int, int, int | None]:
+    """After the grokking step ``after``: (logged steps with test accuracy below 50%, logged steps after
+    it, the last such step or None). A run whose test accuracy keeps collapsing has not settled."""
+    steps, test_acc = np.asarray(steps), np.asarray(test_acc)
+    if after is None:
+        return 0, 0, None
+    later = steps > after
+    low = np.flatnonzero(later & (test_acc < 0.5))
+    return len(low), int(later.sum()), (int(steps[low[-1]]) if len(low) else None)
+
+
+def relapse_text(steps, test_acc, after: int | None) -> str:
+    """'' when the test accuracy stays above 50% after ``after``; else how often and how late it falls below
+    (a predicate for "test accuracy ...")."""
+    n, of, last = relapses(steps, test_acc, after)
+    return (f"falls below 50% again at {n} of the {of} logged steps after it, the last at step {last:,} "
+            f"(final {float(np.asarray(test_acc)[-1]):.1%})") if n else ""
 
 
 def detect_phases(steps, train_acc, test_acc, sum_squared_weights) -> Phases:
