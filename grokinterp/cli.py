@@ -264,7 +264,12 @@ def cmd_table(args) -> int:
 
 
 def _report_command(args, report) -> int:
-    written = _write_figures(args, _open_run(args), report.figures)
+    try:
+        written = _write_figures(args, _open_run(args), report.figures)
+    except OSError:
+        if not args.json:  # the report is computed: print it before the one-line error (--json gives only the error)
+            print("\n".join(report.lines))
+        raise
     if written and not args.json:
         report.lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
     _emit(args, {**report.payload, "figures": written}, report.lines)

@@ -128,6 +128,13 @@ def test_bad_input_is_one_line(capsys, monkeypatch, run_copy, damage, patch, arg
     assert needle in err and err.startswith(f"grokinterp {argv[0]}: error: ")
 
 
+def test_report_is_printed_before_a_figure_write_error(capsys, monkeypatch, run_copy):
+    """A read-only run folder: the computed report is not lost, then the one-line error (exit 1)."""
+    _read_only_figures(monkeypatch)
+    code, out, err = run_cli(capsys, "fourier", "--run", "copy", "--runs-dir", str(run_copy.parent))
+    assert code == 1 and "key frequencies" in out and "Read-only file system" in err and len(err.strip().splitlines()) == 1
+
+
 def test_runs_dir_in_the_environment_that_is_a_file(capsys, monkeypatch, tmp_path):
     (tmp_path / "afile").write_text("")
     monkeypatch.setenv("GROKINTERP_RUNS", str(tmp_path / "afile"))
