@@ -753,6 +753,13 @@ def phases_report(run_dir, compare=None) -> Report:
         figs["phases_induction_scores"] = F.induction_scores(m, F._title("Induction score per head (last layer)", who))
     if compare is not None:
         record2, m2 = loaded[compare]
-        a, b = _sequence_labels(cfg, record2["config"], (run_dir.name, compare.name))
+        cfg2 = record2["config"]
+        a, b = _sequence_labels(cfg, cfg2, (run_dir.name, compare.name))
         figs["phases_train_vs_test"] = F.train_vs_test({a: m, b: m2}, "Train and test loss")
+        mean_test = lambda mm: float(np.mean([v[-1] for k, v in mm.items() if k.startswith("test_")]))  # noqa: E731
+        other = (f"; another task ({cfg2['task']}, not {cfg['task']}): its losses are on another table, so the panels "
+                 "stand side by side without comparing like with like") if cfg2["task"] != cfg["task"] else ""
+        lines.append(f"  compared with {compare.name} ({b}): final mean test loss {mean_test(m2):.3g}, "
+                     f"against {mean_test(m):.3g} here{other}")
+        payload.update(compare=compare.name, compare_task=cfg2["task"], compare_final_mean_test_loss=mean_test(m2))
     return Report(payload, lines, figs)

@@ -90,6 +90,9 @@ def test_sequence_training_and_phases_command(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert set(data["test_phase_changes"]) == {"digit5", "digit4", "digit3", "digit2", "digit1", "digit0"}
     assert data["data"] == "400 training sequences"
+    assert data["compare"] == "repeat-1l" and data["compare_task"] == "repeat"
+    assert main(["phases", "--run", "add5-finite", "--compare", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    assert "another task (repeat, not add5)" in capsys.readouterr().out  # the text says the two runs are not like with like
     assert main(["phases", "--run", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
     out = capsys.readouterr().out
     assert "induction" in out and "induction circuit at any offset" in out
