@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import ConfigError
 from .runs import Run, load_run
 from .store import RunError
 
@@ -21,10 +22,18 @@ def _run(run: Run | str | Path, runs_dir=None) -> Run:
     return run if isinstance(run, Run) else load_run(run, runs_dir)
 
 
+def _check_seed(seed: int, bits: int) -> None:
+    if not 0 <= seed < 2**bits:
+        raise ConfigError(f"seed must be an integer in [0, 2**{bits}), got {seed}")
+
+
 def fourier(run, step: int | None = None, threshold: float = 0.85, runs_dir=None):
-    """Key frequencies and Fourier spectra at one checkpoint (``grokinterp fourier``; modular tasks)."""
+    """Key frequencies and Fourier spectra at one checkpoint (``grokinterp fourier``; modular tasks).
+    ``threshold``: the share of a neuron's variance one frequency must explain, in (0, 1]."""
     from .report import fourier_report
 
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"threshold is a share of a neuron's variance: it must be in (0, 1], got {threshold}")
     return fourier_report(_run(run, runs_dir), step=step, threshold=threshold)
 
 
@@ -32,13 +41,19 @@ def progress(run, key_freqs: list[int] | None = None, progress: bool = False, ru
     """Progress measures and phases over every checkpoint (``grokinterp progress``; modular tasks)."""
     from .report import progress_report
 
-    return progress_report(_run(run, runs_dir), key_freqs=key_freqs, progress=progress)
+    run = _run(run, runs_dir)
+    if key_freqs is not None and run.task.is_modular:
+        top = (run.task.p - 1) // 2  # k and p - k are the same frequency (cos and sin of 2 pi k x / p)
+        if bad := [k for k in key_freqs if not 1 <= k <= top]:
+            raise ConfigError(f"key frequencies of p = {run.task.p} are 1..{top}, got {', '.join(map(str, bad))}")
+    return progress_report(run, key_freqs=key_freqs, progress=progress)
 
 
 def tsne(run, step: int | None = None, seed: int = 0, k: int = 8, runs_dir=None):
     """t-SNE of the output weights, Power et al. Fig. 3 (``grokinterp tsne``)."""
     from .report import tsne_report
 
+    _check_seed(seed, 32)  # scikit-learn's TSNE random_state
     return tsne_report(_run(run, runs_dir), step=step, seed=seed, k=k)
 
 
@@ -61,6 +76,7 @@ def algorithm(run, step: int | None = None, triples: int = 2000, seed: int = 0, 
     (``grokinterp algorithm``; modular addition)."""
     from .algorithm_report import algorithm_report
 
+    _check_seed(seed, 63)
     return algorithm_report(_run(run, runs_dir), step=step, n_triples=triples, seed=seed)
 
 

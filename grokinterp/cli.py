@@ -277,29 +277,27 @@ def _report_command(args, report) -> int:
 
 
 def cmd_fourier(args) -> int:
-    from .report import fourier_report
+    from .api import fourier
 
-    return _report_command(args, fourier_report(_open_run(args), args.step, args.threshold))
+    return _report_command(args, fourier(_open_run(args), args.step, args.threshold))
 
 
 def cmd_progress(args) -> int:
-    from .report import progress_report
+    from .api import progress
 
     try:
         freqs = [int(k) for k in args.freqs.split(",")] if args.freqs else None
     except ValueError:
         raise UsageError(f"--freqs takes comma-separated integers such as 9,13,29, got {args.freqs!r}") from None
-    if freqs is not None and any(k < 1 for k in freqs):
-        raise UsageError(f"--freqs are frequencies k >= 1, got {args.freqs!r}")
-    return _report_command(args, progress_report(_open_run(args), freqs, progress=not args.json))
+    return _report_command(args, progress(_open_run(args), freqs, progress=not args.json))
 
 
 def cmd_tsne(args) -> int:
-    from .report import tsne_report
+    from .api import tsne
 
     if args.k < 1:
         raise UsageError(f"--k must be at least 1 (lines x -> x+k, colours x mod k), got {args.k}")
-    return _report_command(args, tsne_report(_open_run(args), args.step, args.seed, args.k))
+    return _report_command(args, tsne(_open_run(args), args.step, args.seed, args.k))
 
 
 def cmd_cosets(args) -> int:
@@ -354,6 +352,9 @@ def cmd_explore(args) -> int:
 def cmd_export(args) -> int:
     from .export import export_run
 
+    for flag, value in ("--every", args.every), ("--thin-every", args.thin_every):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} keeps every N-th step: N must be at least 1, got {value}")
     steps = tuple(int(s) for s in args.full_precision.split(",")) if args.full_precision else ()
     out = export_run(_open_run(args), Path(args.out), args.every, args.dtype, steps, args.thin_after, args.thin_every)
     print(f"exported {args.run} to {out}")
@@ -411,12 +412,12 @@ def cmd_census(args) -> int:
     from tqdm.auto import tqdm
 
     from .census import census_report, census_table, members_of_sweep, write_csv
-    from .store import search_dirs
+    from .store import RunError, search_dirs
 
     root = Path(args.sweep) if (Path(args.sweep) / "sweep.json").is_file() else next(
         (d / args.sweep for d in search_dirs(args.runs_dir) if (d / args.sweep / "sweep.json").is_file()), None)
     if root is None:
-        raise UsageError(f"no sweep named {args.sweep!r}; train one with `grokinterp sweep --name {args.sweep} --tasks s5_mul ...`")
+        raise RunError(f"no sweep named {args.sweep!r}; train one with `grokinterp sweep --name {args.sweep} --tasks s5_mul ...`")
     members, group = members_of_sweep(root)
     with tqdm(total=len(members), unit="seed", desc="census", disable=args.json) as bar:
         rows = census_table(members, group, progress=bar.update)
@@ -447,11 +448,11 @@ def _sweep_figures(rows: list[dict], args, out: Path) -> list[str]:
 
 
 def cmd_algorithm(args) -> int:
-    from .algorithm_report import algorithm_report
+    from .api import algorithm
 
     if args.triples < 1:
         raise UsageError(f"--triples must be positive, got {args.triples}")
-    return _report_command(args, algorithm_report(_open_run(args), args.step, args.triples, args.seed))
+    return _report_command(args, algorithm(_open_run(args), args.step, args.triples, args.seed))
 
 
 COMMANDS = {"phases": cmd_phases, "sweep": cmd_sweep, "figures": cmd_figures, "export": cmd_export, "train": cmd_train, "runs": cmd_runs, "table": cmd_table, "fourier": cmd_fourier, "progress": cmd_progress,

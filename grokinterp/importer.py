@@ -127,16 +127,25 @@ def safe_load(path: Path):
         warnings.simplefilter("ignore")  # e.g. torch's note on pickle protocols: the refusal below says it all
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure to unpickle safely is a refusal
-            message = str(e)
+        except Exception as e:  # noqa: BLE001 - a file that does not load safely is refused or reported corrupt
+            message, kind = str(e), type(e).__name__
     named = re.findall(r"GLOBAL ([\w.]+)", message) or [
         g for g in _named_globals(path) if not g.startswith(("torch.", "collections.", "numpy.", "transformer_lens."))]
     if named:
         raise RunError(f"{path}: refused: it holds {', '.join(sorted(set(named))[:3])}, which may run code when loaded; only "
                        "tensors, numbers, strings, lists, dicts and TransformerLens configs are read")
-    tail = message.split("WeightsUnpickler error:", 1)[-1]
-    detail = next((line.strip() for line in tail.splitlines() if line.strip()), "unreadable")[:200]
-    raise RunError(f"{path}: refused: not a checkpoint that loads without running code ({detail})")
+    if "Weights only load failed" in message:  # torch's weights_only unpickler met something it will not run
+        detail = _first_sentence(message.split("WeightsUnpickler error:", 1)[-1])
+        raise RunError(f"{path}: refused: not a checkpoint that loads without running code ({detail})")
+    detail = _first_sentence(message) if kind == "RuntimeError" else f"{kind}: {_first_sentence(message)}"
+    raise RunError(f"{path}: cannot be read: not a PyTorch checkpoint, or a corrupt or truncated one ({detail}); "
+                   "copy or save the file again")
+
+
+def _first_sentence(message: str) -> str:
+    """The first sentence of an error message's first non-empty line, whole (torch's run on for lines)."""
+    line = next((line.strip() for line in message.splitlines() if line.strip()), "unreadable")
+    return line.split(". ", 1)[0].rstrip(".")
 
 
 def _to_json(x):
@@ -293,9 +302,22 @@ def to_transformer_lens(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return converted
 
 
+class MisfitError(RunError):
+    """Weights whose shapes fit no model on the task asked for."""
+
+
 def fit_to_task(weights: dict[str, Tensor], cfg: RunConfig) -> tuple[dict[str, Tensor], bool]:
     """The weights completed for ``cfg.model`` on ``cfg``'s task: missing biases as zeros, an output
     column for ``=`` left out. Returns (weights, whether a column was left out); RunError on a misfit."""
+    w, dropped, bad = _completed(weights, cfg)
+    if bad:
+        raise MisfitError(f"the weights do not fit {cfg.model} on {cfg.make_task().formula}: {', '.join(bad[:3])}")
+    return w, dropped
+
+
+def _completed(weights: dict[str, Tensor], cfg: RunConfig) -> tuple[dict[str, Tensor], bool, list[str]]:
+    """(the weights completed as in ``fit_to_task``, whether a column was left out, their misfits:
+    'name (got) (expected ...)' for each tensor missing, extra or of another shape)."""
     task = cfg.make_task()
     expected = parameter_shapes(cfg.model, task.d_vocab, task.n, task.n_ctx)
     w = dict(weights)
@@ -308,23 +330,25 @@ def fit_to_task(weights: dict[str, Tensor], cfg: RunConfig) -> tuple[dict[str, T
         if name not in w and name.rsplit(".", 1)[-1].startswith("b_"):
             w[name] = torch.zeros(shape)
     got = {k: tuple(v.shape) for k, v in w.items()}
-    if got != expected:
-        bad = sorted(set(got) ^ set(expected)) or [k for k in expected if got[k] != expected[k]]
-        detail = ", ".join(f"{k} {got.get(k, 'missing')} (expected {expected.get(k, 'none')})" for k in bad[:3])
-        raise RunError(f"the weights do not fit {cfg.model} on {task.formula}: {detail}")
-    return {k: w[k] for k in expected}, dropped
+    bad = sorted(set(got) ^ set(expected)) or [k for k in expected if got[k] != expected[k]]
+    return {k: w[k] for k in expected if k in w}, dropped, [f"{k} {got.get(k, 'missing')} (expected {expected.get(k, 'none')})" for k in bad]
 
 
 def infer_model(weights: dict[str, Tensor], task: str, p: int) -> str:
-    """The named model whose parameters the weights fit on the task (``model`` names in models.MODELS)."""
+    """The named model whose parameters the weights fit on the task (``model`` names in models.MODELS);
+    RunError naming the tensors that differ from the closest model (fewest misfits) otherwise."""
+    misfit = {}
     for name in MODELS:
-        try:
-            fit_to_task(weights, RunConfig(name="probe", task=task, p=p, model=name))
+        if not (bad := _completed(weights, RunConfig(name="probe", task=task, p=p, model=name))[2]):
             return name
-        except RunError:
-            continue
-    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(weights.items())[:3])
-    raise RunError(f"the weights fit no known model on task {task} (p = {p}): {shapes}, ...; known models: {', '.join(MODELS)}")
+        misfit[name] = bad
+    closest = min(misfit, key=lambda m: len(misfit[m]))
+    t = RunConfig(name="probe", task=task, p=p, model=closest).make_task()
+    what = f"task {task} (p = {p})" if t.is_modular else f"task {task} ({t.formula}, {t.n} elements)"
+    bad = misfit[closest]
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    raise MisfitError(f"the weights fit no known model on {what}; closest is {closest}, where {', '.join(bad[:3])}{more}; "
+                   f"known models: {', '.join(MODELS)}")
 
 
 # ---- a run from weights ------------------------------------------------------------------------------
@@ -455,7 +479,12 @@ def import_run(source: str | Path, name: str | None = None, runs_dir: str | Path
     given = read_train_indices(train_indices) if train_indices is not None else ck.train_indices
     if ck.train_indices is not None and (frac is not None or split_seed is not None):
         raise ConfigError(f"{source} holds its own train indices; leave out --frac and --split-seed")
-    run = from_models(ck.states, ck.steps, task, p, given, frac, split_seed, model, name, progress)
+    try:
+        run = from_models(ck.states, ck.steps, task, p, given, frac, split_seed, model, name, progress)
+    except MisfitError as e:
+        if ck.config.get("p") not in (None, p):
+            raise RunError(f"{e}; the file's config says p = {ck.config['p']}: leave out --p to use it") from None
+        raise
     t = run.task
     if ck.test_indices is not None and not np.array_equal(np.sort(ck.test_indices), run.test_idx):
         raise RunError(f"{source}: train_indices and test_indices do not split the {len(t)} pairs of {t.formula} between them")

@@ -42,6 +42,7 @@ from .store import (
     atomic_write_tensors,
     checkpoint_path,
     checkpoint_steps_on_disk,
+    is_shipped,
     read_json,
     read_metrics,
     read_tensors,
@@ -143,7 +144,7 @@ def train(
     dev = pick_device(device)
     if dev.type == "cpu":
         torch.set_flush_denormal(True)  # decayed weights go denormal; x86 then runs several times slower
-    run_dirs = [run_dir_to_write(cfg.name, runs_dir, resume) for cfg in configs]  # refuse before anything is written
+    run_dirs = [_run_dir(cfg.name, runs_dir, resume) for cfg in configs]  # refuse before anything is written
     command = command or " ".join(["grokinterp"] + [shlex.quote(a) for a in sys.argv[1:]])
     threads = torch.get_num_threads()
     with contextlib.ExitStack() as locks:
@@ -154,6 +155,17 @@ def train(
             locks.callback(torch.set_num_threads, threads)
         return _train_locked(configs, run_dirs, resume, dev, progress, command, capture, state_every_s, compile, background_writes,
                              from_weights)
+
+
+def _run_dir(name: str, runs_dir, resume: bool) -> Path:
+    """``store.run_dir_to_write``, except that an existing run resumed in ``runs_dir`` keeps its folder
+    name as it is: a name that was not chosen here (a run opened by path, e.g. a folder with a space)
+    is not checked as a new name. New names stay strict."""
+    if resume and runs_dir is not None and name not in ("", ".", "..") and Path(name).name == name:
+        run_dir = Path(runs_dir) / name
+        if (run_dir / "config.json").is_file() and not is_shipped(run_dir):
+            return run_dir
+    return run_dir_to_write(name, runs_dir, resume)
 
 
 SMALL_CPU_STEP = 3e7  # step_work below which the CPU trainer uses one torch thread
@@ -226,6 +238,7 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str, from_wei
         if missing := [n for n in names if n not in tensors]:
             raise RunError(f"{checkpoint_path(run_dir, step)} lacks {', '.join(missing)}; it cannot be continued from")
         params, opt_state = {n: tensors[n] for n in names}, None
+        stored = ", ".join(sorted({str(tensors[n].dtype).removeprefix("torch.") for n in names}))
     else:
         refuse_restart_over_progress(run_dir, cfg.name, "To continue from its last weights with the optimiser restarted, add "
                                      "--from-weights; to start over, train under another --name.")
@@ -233,7 +246,8 @@ def _read_saved(cfg: RunConfig, run_dir: Path, task, dev, command: str, from_wei
     if cfg.steps < step:
         raise ConfigError(f"run {cfg.name} is already at step {step}; --steps must be at least that")
     if opt_state is None and cfg.steps > step:
-        warnings.warn(f"{cfg.name}: no resume state; continuing from the weights of step {step} ({cfg.checkpoint_dtype}) with AdamW's "
+        warnings.warn(f"{cfg.name}: no resume state; continuing from the weights of step {step} (stored as {stored}; trained in "
+                      f"float32, new checkpoints written as {cfg.checkpoint_dtype}, the run's checkpoint dtype) with AdamW's "
                       "moments restarted at zero: not the trajectory of an uninterrupted run", RuntimeWarning, stacklevel=4)
     metrics = [r for r in read_metrics(run_dir / "metrics.csv") if r["step"] <= step]
     update = None

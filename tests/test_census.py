@@ -81,7 +81,7 @@ def test_census_command_on_a_group_sweep(tmp_path, capsys):
     assert main(["census", "--sweep", "g", "--runs-dir", str(tmp_path), "--json", "--no-figures"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["seeds"] == 2 and len(out["rows"]) == 2 and (tmp_path / "g" / "census.csv").is_file()
-    assert main(["census", "--sweep", "nothing", "--runs-dir", str(tmp_path)]) == 2
+    assert main(["census", "--sweep", "nothing", "--runs-dir", str(tmp_path)]) == 1
     assert "no sweep named" in capsys.readouterr().err
 
 

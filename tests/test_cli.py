@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import run_cli
 from grokinterp.cli import main
@@ -203,3 +204,32 @@ def test_resume_without_state_keeps_the_run_and_continues_only_from_its_weights(
     n = len(tiny_run.metrics["step"])
     for k in tiny_run.metrics:  # what the run had before is kept
         assert (run.metrics[k][:n] == tiny_run.metrics[k]).all(), k
+
+
+def test_an_exported_float16_run_continues_and_says_its_files_dtype(capsys, tiny_run, tmp_path):
+    """--from-weights on a float16 export names the file's dtype, and the dtype new checkpoints get
+    (the run's checkpoint dtype: float32 here), which they do get."""
+    from safetensors import safe_open
+
+    out, last = tmp_path / "half", tiny_run.steps[-1]
+    assert run_cli(capsys, "export", "--run", str(tiny_run.path), "--out", str(out), "--every", "500")[0] == 0
+    code, _, err = run_cli(capsys, "train", "--run", str(out), "--resume", "--from-weights", "--steps", str(last + 50), "--no-progress")
+    assert code == 0 and f"weights of step {last} (stored as float16; trained in float32, new checkpoints written as float32" in err
+    with safe_open(str(out / "checkpoints" / f"step_{last + 50:08d}.safetensors"), "pt") as f:
+        assert f.get_tensor("embed.W_E").dtype == torch.float32
+
+
+def test_a_run_in_a_folder_with_a_space_resumes_by_path(capsys, tiny_run, tmp_path):
+    """A run opened by path is resumed where it is, whatever its folder is called; new names stay strict."""
+    import shutil
+
+    from grokinterp.runs import load_run
+
+    d = tmp_path / "a b" / "run dir"
+    shutil.copytree(tiny_run.path, d)
+    last = tiny_run.steps[-1]
+    code, _, err = run_cli(capsys, "train", "--run", str(d), "--resume", "--steps", str(last + 50), "--no-progress")
+    assert code == 0, err
+    assert load_run(d).steps[-1] == last + 50
+    code, _, err = run_cli(capsys, "train", "--run", "tiny23", "--name", "new run", "--steps", "10", "--runs-dir", str(tmp_path))
+    assert code == 2 and "bad run name 'new run'" in err

@@ -225,3 +225,26 @@ def test_public_calls_return_what_the_cli_writes(tiny_run, capsys):
     assert code == 0 and json.loads(out) == json.loads(json.dumps({**got, "figures": []}, default=_json_default))
     with pytest.raises(RunError, match="not a sequence run"):
         gi.phases(tiny_run)
+
+
+def test_corrupt_and_misfit_files_say_what_is_wrong(tiny_run, sources, tmp_path, capsys):
+    """A truncated file is called corrupt, not unsafe; a misfit names the tensors that differ from the
+    closest model, the file's own p when --p differs from it, and no p for a group task."""
+    runs = tmp_path / "runs"
+    data = (sources / "full_run_data.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    code, _, err = cli(capsys, "import", tmp_path / "cut.pth", "--runs-dir", runs)
+    assert code == 1 and "corrupt or truncated one (PytorchStreamReader failed reading zip archive: failed finding central directory)" in err
+    assert "refused" not in err and "running code" not in err
+    states = torch.load(sources / "list.pt", weights_only=True)
+    for w in states:
+        w["blocks.0.mlp.W_in"] = w["blocks.0.mlp.W_in"][:, :7].clone()
+    torch.save(states, tmp_path / "narrow.pt")
+    code, _, err = cli(capsys, "import", tmp_path / "narrow.pt", "--task", "add", "--p", 23, "--frac", 0.5, "--split-seed", 0,
+                       "--runs-dir", runs)
+    assert code == 1 and "closest is tiny-1l, where blocks.0.mlp.W_in (64, 7) (expected (64, 256));" in err
+    code, _, err = cli(capsys, "import", sources / "full_run_data.pth", "--p", 29, "--runs-dir", runs)
+    assert code == 1 and "embed.W_E (24, 64) (expected (30, 64))" in err and "the file's config says p = 23" in err
+    code, _, err = cli(capsys, "import", sources / "full_run_data.pth", "--task", "s5_mul", "--runs-dir", runs)
+    assert code == 1 and "task s5_mul (x*y in S5, 120 elements)" in err and "p =" not in err
+    assert not runs.exists() or not any(runs.iterdir())

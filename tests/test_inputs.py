@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,29 @@ CASES = [
     ("table --size -3", None, None, ["table", "--task", "add", "--p", "5", "--size", "-3"], 2, "must be at least 1, got -3"),
     ("table --size 0", None, None, ["table", "--task", "add", "--p", "5", "--size", "0"], 2, "must be at least 1, got 0"),
     ("table --seed -1", None, None, ["table", "--task", "add", "--p", "5", "--frac", "0.5", "--seed", "-1"], 2, "split seed must be 0 or more, got -1"),
+    ("tsne --seed -1", None, None, ["tsne", "--run", "copy", "--runs-dir", "{d}", "--no-figures", "--seed", "-1"], 2,
+     "seed must be an integer in [0, 2**32), got -1"),
+    ("tsne --seed 2**32", None, None, ["tsne", "--run", "copy", "--runs-dir", "{d}", "--no-figures", "--seed", str(2**32)], 2,
+     "seed must be an integer in [0, 2**32)"),
+    ("algorithm --seed -1", None, None, ["algorithm", "--run", "copy", "--runs-dir", "{d}", "--no-figures", "--seed", "-1"], 2,
+     "seed must be an integer in [0, 2**63), got -1"),
+    ("export --every 0", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "0"], 2,
+     "--every keeps every N-th step: N must be at least 1, got 0"),
+    ("export --every -5", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "-5"], 2,
+     "N must be at least 1, got -5"),
+    ("export --thin-every 0", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "100",
+                                           "--thin-after", "500", "--thin-every", "0"], 2, "--thin-every keeps every N-th step"),
+    ("progress --freqs 99", None, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--freqs", "3,99"], 2,
+     "key frequencies of p = 23 are 1..11, got 99"),
+    ("progress --freqs 12", None, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--freqs", "12"], 2, "are 1..11, got 12"),
+    ("progress --freqs 0", None, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--freqs", "0"], 2, "are 1..11, got 0"),
+    ("fourier --threshold 1.5", None, None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--threshold", "1.5"], 2,
+     "must be in (0, 1], got 1.5"),
+    ("fourier --threshold -1", None, None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--threshold", "-1"], 2,
+     "must be in (0, 1], got -1.0"),
+    ("fourier --threshold 0", None, None, ["fourier", "--run", "copy", "--runs-dir", "{d}", "--threshold", "0"], 2,
+     "must be in (0, 1], got 0.0"),
+    ("census of a missing sweep", None, None, ["census", "--sweep", "nosuch", "--runs-dir", "{d}"], 1, "no sweep named 'nosuch'"),
 ]
 
 
@@ -215,3 +239,14 @@ def test_real_permission_denied(run_copy):
         run_copy.chmod(0o755)  # so that pytest can remove it
     runs = {r["name"]: r for r in json.loads(out.stdout)["runs"]}
     assert out.returncode == 0 and "Permission denied" in runs["copy"]["error"] and runs["good"]["steps_done"] == 1500
+
+
+def test_the_api_refuses_what_the_cli_refuses(tiny_run):
+    """gi.progress, gi.fourier, gi.tsne check their arguments too (the CLI goes through them)."""
+    import grokinterp as gi
+    from grokinterp.config import ConfigError
+
+    for call, needle in ((lambda: gi.progress(tiny_run, key_freqs=[99]), "1..11"), (lambda: gi.fourier(tiny_run, threshold=1.5), "(0, 1]"),
+                         (lambda: gi.tsne(tiny_run, seed=-1), "2**32")):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            call()
