@@ -123,6 +123,9 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
     _require_modular_grid(run, "progress")
     p, spec = run.task.p, run.config.spec
     steps = run.steps
+    _ = run.train_mask  # a corrupt split.json, and below a corrupt checkpoint header, fail before anything is computed or cached
+    for s in steps:
+        run.weights(s, names=[])
     why_none, given = None, key_freqs
     if key_freqs is None:  # from the last checkpoint, as Nanda et al. did
         w_last = run.stacked_weights([steps[-1]])
@@ -131,9 +134,6 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         key_freqs, why_none = kf.keys, kf.why_none
     from tqdm.auto import tqdm
 
-    _ = run.train_mask  # a corrupt split.json, and below a corrupt checkpoint header, fail before the progress bar starts
-    for s in steps:
-        run.weights(s, names=[])
     with tqdm(total=len(steps), unit="checkpoint", desc="progress measures", disable=not progress) as bar:
         m = progress_measures(run, key_freqs, steps, progress=bar.update)  # cached per checkpoint
     ph = detect_phases(m.steps, m.train_acc, m.test_acc, m.sum_squared_weights)
