@@ -272,6 +272,13 @@ def find_sweep_member(name: str, runs_dir: str | Path | None = None) -> Path | N
     return None
 
 
+def _readable_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a folder that cannot be looked into (permission denied): not listed as a sweep or member
+        return False
+
+
 def list_sweeps(runs_dir: str | Path | None = None) -> list[dict]:
     """Every sweep folder (one with a sweep.json) in the search folders, first folder winning for a
     repeated name: {"name", "path", "members": [member names that hold a config.json]}."""
@@ -280,10 +287,10 @@ def list_sweeps(runs_dir: str | Path | None = None) -> list[dict]:
         if not d.is_dir():
             continue
         for sub in sorted(d.iterdir()):
-            if sub.name in seen or not (sub / "sweep.json").is_file():
+            if sub.name in seen or not _readable_file(sub / "sweep.json"):
                 continue
             seen.add(sub.name)
-            members = sorted(m.name for m in sub.iterdir() if (m / "config.json").is_file())
+            members = sorted(m.name for m in sub.iterdir() if _readable_file(m / "config.json"))
             out.append({"name": sub.name, "path": str(sub), "members": members})
     return out
 

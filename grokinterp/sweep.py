@@ -262,8 +262,8 @@ def _run_jobs(jobs: list[list[RunConfig]], root: Path, backend: str, device: str
         try:
             with _sigterm_as_interrupt():
                 results = list(pool.map(_train_job, jobs, [str(root)] * len(jobs), [device] * len(jobs), [threads] * len(jobs)))
-        except BaseException:  # Ctrl-C, SIGTERM, a failed job: stop the workers now (their run locks go with them)
-            for proc in list(pool._processes.values()):  # Python < 3.14 has no public ProcessPoolExecutor.terminate_workers
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers now (their run locks go with them)
+            for proc in list((pool._processes or {}).values()):  # Python < 3.14 has no public ProcessPoolExecutor.terminate_workers
                 proc.kill()
                 proc.join()
             raise
