@@ -403,8 +403,8 @@ def cmd_sweep(args) -> int:
              f"  {'run':<36} {'train 99%':>9} {'test 99%':>9} {'best test':>9}"]
     never = lambda step: "never" if step is None else str(step)  # steps to 99%: None when not reached within the budget
     lines += [f"  {r['run']:<36} {never(r['memorised_step']):>9} {never(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
-    lines.append(f"  open a member as --run {spec.name}/MEMBER, e.g. `grokinterp fourier --run {spec.name}/{rows[0]['run']}`"
-                 + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))
+    runs_dir = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
+    lines.append(f"  open a member as --run {spec.name}/MEMBER, e.g. `grokinterp fourier --run {spec.name}/{rows[0]['run']}{runs_dir}`")
     if written:
         lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
     _emit(args, {"sweep": spec.name, "results": rows, "figures": written}, lines)

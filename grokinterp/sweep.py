@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, RunConfig
-from .store import atomic_write_bytes, atomic_write_json, default_runs_dir, read_json, validate_run_name
+from .store import RunError, atomic_write_bytes, atomic_write_json, default_runs_dir, read_json, validate_run_name
 from .tasks import TASKS
 
 RESULT_FIELDS = ["run", "task", "frac", "seed", "wd", "optimizer", "batch", "variant", "steps", "memorised_step", "grokked_step", "best_test_acc", "final_test_acc"]
@@ -255,6 +255,7 @@ def _run_jobs(jobs: list[list[RunConfig]], root: Path, backend: str, device: str
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
@@ -267,6 +268,9 @@ def _run_jobs(jobs: list[list[RunConfig]], root: Path, backend: str, device: str
                 proc.kill()
                 proc.join()
             raise
+        except BrokenProcessPool:
+            raise RunError("a worker process of the sweep died (killed, or out of memory); "
+                           "run the same command again to resume") from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     else:
