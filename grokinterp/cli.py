@@ -212,7 +212,7 @@ def cmd_phases(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs import list_runs
+    from .runs import list_runs, list_sweeps
     from .sequence_training import SEQUENCE_PRESETS
     from .store import RunError
 
@@ -240,7 +240,13 @@ def cmd_runs(args) -> int:
         lines.append(f"  {s['name']:<20} {s['task']:<22} {s['steps_done']:>6}/{s['steps_planned']:<6} steps  {acc}")
     if not runs:
         lines.append("  (none yet: `grokinterp train --run tiny23`)")
-    _emit(args, {"presets": presets, "sequence_presets": sequence_presets, "runs": runs}, lines)
+    sweeps = list_sweeps(args.runs_dir)
+    if sweeps:
+        lines += ["", "sweeps (a member opens as --run SWEEP/MEMBER; `grokinterp runs --json` lists the members):"]
+        for sw in sweeps:
+            example = f"e.g. --run {sw['name']}/{sw['members'][0]}" if sw["members"] else "no member trained yet"
+            lines.append(f"  {sw['name']:<20} {len(sw['members']):>4} members  {example}")
+    _emit(args, {"presets": presets, "sequence_presets": sequence_presets, "runs": runs, "sweeps": sweeps}, lines)
     return 0
 
 
@@ -401,7 +407,10 @@ def cmd_sweep(args) -> int:
     written = [] if args.no_figures else _sweep_figures(rows, args, Path(args.out) if args.out else root / "figures")
     lines = [f"sweep {spec.name}: {len(rows)} runs in {root}; results in results.csv",
              f"  {'run':<36} {'train 99%':>9} {'test 99%':>9} {'best test':>9}"]
-    lines += [f"  {r['run']:<36} {str(r['memorised_step']):>9} {str(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
+    never = lambda step: "never" if step is None else str(step)  # steps to 99%: None when not reached within the budget
+    lines += [f"  {r['run']:<36} {never(r['memorised_step']):>9} {never(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
+    runs_dir = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
+    lines.append(f"  open a member as --run {spec.name}/MEMBER, e.g. `grokinterp fourier --run {spec.name}/{rows[0]['run']}{runs_dir}`")
     if written:
         lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
     _emit(args, {"sweep": spec.name, "results": rows, "figures": written}, lines)

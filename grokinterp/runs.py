@@ -223,12 +223,18 @@ class Run:
 
 def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
     """Open a run by name (looked up in runs_dir / $GROKINTERP_RUNS, ./checkpoints, the repo's) or by
-    path (a Path, '.', '..', or a string with a '/'; a plain name that is a run folder here also opens)."""
+    path (a Path, '.', '..', or a string with a '/'; a plain name that is a run folder here also opens).
+    A sweep member is named ``SWEEP/MEMBER`` (e.g. ``sw/add_f0.7_s0_wd1_adamw``), looked up in the same
+    folders when no such path exists here."""
     path = Path(name)
     if isinstance(name, Path) or "/" in name or os.sep in name or name in (".", ".."):
         if _is_run_dir(path):
             return Run(path)
-        raise RunError(f"no run directory at {name} (a run directory holds a config.json); see `grokinterp runs` for what exists")
+        member = find_sweep_member(str(name), runs_dir)
+        if member is not None:
+            return Run(member)
+        raise RunError(f"no run directory at {name} (a run directory holds a config.json; a sweep member is named "
+                       "SWEEP/MEMBER); see `grokinterp runs` for what exists")
     validate_run_name(name)
     if (path / "config.json").is_file():
         return Run(path)
@@ -247,6 +253,46 @@ def _is_run_dir(path: Path) -> bool:
         return (path / "config.json").is_file()
     except OSError as e:  # a name too long for the file system, and the like
         raise RunError(f"cannot open run directory {path}: {e.strerror}") from None
+
+
+def find_sweep_member(name: str, runs_dir: str | Path | None = None) -> Path | None:
+    """The run directory of sweep member ``SWEEP/MEMBER`` in the first search folder that holds one,
+    or None (also for a name that is not two plain folder names joined by '/')."""
+    parts = name.split("/")
+    if len(parts) != 2:
+        return None
+    try:
+        for part in parts:
+            validate_run_name(part)
+    except ValueError:
+        return None
+    for d in search_dirs(runs_dir):
+        if (d / parts[0] / "sweep.json").is_file() and _is_run_dir(d / parts[0] / parts[1]):
+            return d / parts[0] / parts[1]
+    return None
+
+
+def _readable_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a folder that cannot be looked into (permission denied): not listed as a sweep or member
+        return False
+
+
+def list_sweeps(runs_dir: str | Path | None = None) -> list[dict]:
+    """Every sweep folder (one with a sweep.json) in the search folders, first folder winning for a
+    repeated name: {"name", "path", "members": [member names that hold a config.json]}."""
+    seen, out = set(), []
+    for d in search_dirs(runs_dir):
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            if sub.name in seen or not _readable_file(sub / "sweep.json"):
+                continue
+            seen.add(sub.name)
+            members = sorted(m.name for m in sub.iterdir() if _readable_file(m / "config.json"))
+            out.append({"name": sub.name, "path": str(sub), "members": members})
+    return out
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[Run]:

@@ -98,7 +98,8 @@ def run_dir_to_write(name: str, runs_dir: str | Path | None = None, resume: bool
 def run_lock(run_dir: Path, resume: bool = False):
     """Hold an exclusive lock on ``run_dir`` (``fcntl.flock`` on ``<run_dir>/.lock``; the folder is
     created) while a trainer writes it: a second process gets a one-line RunError at once. The lock
-    goes with the process, so a killed trainer never leaves it held. Under the lock, a new run
+    goes with the process, so a killed trainer never leaves it held; the holder writes its PID into
+    the file, so the error names it. Under the lock, a new run
     (``resume=False``) must still have no config.json, and the temporary files of writes that a
     kill cut short (``.<file>.*.tmp``) are removed."""
     try:
@@ -110,8 +111,13 @@ def run_lock(run_dir: Path, resume: bool = False):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunError(f"run {run_dir.name} in {run_dir.parent} is being trained by another process right now; "
-                           "wait for it to finish, or train under another --name") from None
+            holder = (run_dir / ".lock").read_text().strip()
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise RunError(f"run {run_dir.name} in {run_dir.parent} is being trained by {who} right now; "
+                           "wait for it to finish (or stop it), or train under another --name") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
         if not resume and (run_dir / "config.json").exists():
             raise RunNameError(f"run {run_dir.name!r} was just created in {run_dir.parent} by another process; choose another --name")
         for d in (run_dir, run_dir / "checkpoints"):
@@ -175,10 +181,20 @@ def find_run_dir(name: str, runs_dir: str | Path | None = None) -> Path | None:
     return None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place. The file gets the
+    mode an ordinary ``open`` would give (0666 & ~umask), not mkstemp's private 0600, so runs on shared
+    storage are readable by the other users and nodes that the umask lets in."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

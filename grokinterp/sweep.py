@@ -9,6 +9,7 @@ and resumes interrupted ones. ``backend="ray"`` sends each ensemble to a Ray clu
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, RunConfig
-from .store import atomic_write_bytes, atomic_write_json, default_runs_dir, read_json, validate_run_name
+from .store import RunError, atomic_write_bytes, atomic_write_json, default_runs_dir, read_json, validate_run_name
 from .tasks import TASKS
 
 RESULT_FIELDS = ["run", "task", "frac", "seed", "wd", "optimizer", "batch", "variant", "steps", "memorised_step", "grokked_step", "best_test_acc", "final_test_acc"]
@@ -254,15 +255,76 @@ def _run_jobs(jobs: list[list[RunConfig]], root: Path, backend: str, device: str
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_train_job, jobs, [str(root)] * len(jobs), [device] * len(jobs), [threads] * len(jobs)))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                                   initargs=(os.getpid(),))
+        try:
+            with _sigterm_as_interrupt():
+                results = list(pool.map(_train_job, jobs, [str(root)] * len(jobs), [device] * len(jobs), [threads] * len(jobs)))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers now (their run locks go with them)
+            for proc in list((pool._processes or {}).values()):  # Python < 3.14 has no public ProcessPoolExecutor.terminate_workers
+                proc.kill()
+                proc.join()
+            raise
+        except BrokenProcessPool:
+            raise RunError("a worker process of the sweep died (killed, or out of memory); "
+                           "run the same command again to resume") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         results = [_train_job(j, str(root), device) for j in jobs]
     for members, node in results:
         nodes.update(dict.fromkeys(members, node))
     return nodes
+
+
+def _die_with_parent(parent: int) -> None:
+    """Initialiser of a sweep's worker processes: the worker dies when the sweep process that started
+    it dies, ``kill -9`` included, so no orphan goes on training and holding its members' run locks.
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere a daemon thread that polls ``os.getppid()``."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1: PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the sweep waits on its workers, SIGTERM raises KeyboardInterrupt (as SIGINT does), so
+    ``kill PID`` stops the workers and ends the sweep like Ctrl-C; only in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _clear(run_dir: Path) -> None:

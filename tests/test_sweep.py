@@ -228,3 +228,61 @@ def test_attention_rate_sweep_is_one_command_one_ensemble_and_its_figures_draw(t
     assert main(["sweep", *grid, "--attention-rates", "0,half"]) == 2
     err = capsys.readouterr().err
     assert "holds no group runs" in err and "--attention-rates takes comma-separated numbers" in err and "Traceback" not in err
+
+
+def test_sweep_members_open_as_sweep_slash_member_and_runs_lists_sweeps(local_sweep, capsys, monkeypatch, tmp_path):
+    import grokinterp as gi
+    from grokinterp.store import RunError
+
+    monkeypatch.chdir(tmp_path)  # no sw/... path here: the name is looked up in the runs folder
+    member = "grid/add_f0.5_s0_wd1_adamw"
+    assert gi.load_run(member, local_sweep).path == local_sweep / "grid" / "add_f0.5_s0_wd1_adamw"
+    with pytest.raises(RunError, match="SWEEP/MEMBER"):
+        gi.load_run("grid/no_such_member", local_sweep)
+    capsys.readouterr()
+    assert main(["progress", "--run", member, "--runs-dir", str(local_sweep), "--json", "--no-figures"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--runs-dir", str(local_sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "--run SWEEP/MEMBER" in out and "grid" in out and "8 members" in out and "e.g. --run grid/add_f0.5_s0_wd1_adamw" in out
+    assert main(["runs", "--runs-dir", str(local_sweep), "--json"]) == 0
+    sweeps = json.loads(capsys.readouterr().out)["sweeps"]
+    assert [(s["name"], len(s["members"])) for s in sweeps] == [("grid", 8)] and member.split("/")[1] in sweeps[0]["members"]
+
+
+def test_sweep_table_says_never_where_99_percent_was_not_reached(tmp_path, capsys):
+    grid = ["--tasks", "add", "--p", "11", "--fracs", "0.5", "--model", "tiny-1l", "--steps", "20", "--checkpoint-every", "10"]
+    assert main(["sweep", "--name", "short", *grid, "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "add_f0.5_s0_wd1_adamw" in line and "--run" not in line)
+    assert row.split()[1:3] == ["never", "never"] and "None" not in out  # 20 steps: neither 99% train nor test
+    assert "grokinterp fourier --run short/add_f0.5_s0_wd1_adamw" in out
+
+
+def test_run_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from grokinterp.store import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644  # readable by the other users of a shared folder
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
+
+
+def test_a_held_run_lock_names_the_process_that_holds_it(tmp_path):
+    import os
+
+    from grokinterp.store import RunError, run_lock
+
+    with run_lock(tmp_path / "r"):
+        assert (tmp_path / "r" / ".lock").read_text() == str(os.getpid())
+        with pytest.raises(RunError, match=f"being trained by process {os.getpid()} right now"):
+            with run_lock(tmp_path / "r", resume=True):
+                pass
