@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 REPO_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -181,10 +180,15 @@ def find_run_dir(name: str, runs_dir: str | Path | None = None) -> Path | None:
     return None
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """A new ``.<name>.<random>.tmp`` beside ``path``, opened for writing with mode 0666, which the
+    kernel masks with the umask as for any ``open`` (``tempfile.mkstemp`` would make it 0600)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -192,9 +196,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     mode an ordinary ``open`` would give (0666 & ~umask), not mkstemp's private 0600, so runs on shared
     storage are readable by the other users and nodes that the umask lets in."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp_file(path)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
