@@ -85,7 +85,8 @@ def _bars(panel: Panel, x, series: list[tuple[str, np.ndarray, str]], y_title: s
 
 def _accuracy_note(m: dict) -> str:
     """What this run's logged accuracies did: memorised, grokked, both at once, or neither yet."""
-    from .analysis.phases import first_step, relapse_text
+    from .analysis.phases import first_step
+    from .report import relapse_text
 
     fit, grok, last = first_step(m["step"], m["train_acc"] >= 0.99), first_step(m["step"], m["test_acc"] >= 0.99), int(m["step"][-1])
     half = first_step(m["step"], m["test_acc"] >= 0.5)

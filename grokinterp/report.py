@@ -591,10 +591,20 @@ def reps_report(run: Run, step: int | None = None) -> Report:
     return Report(payload, lines, figs)
 
 
+def relapse_text(steps, test_acc, after: int | None) -> str:
+    """'' when the test accuracy stays above 50% after ``after``; else how often and how late it falls below
+    (a predicate for "test accuracy ..."; ``analysis.phases.relapses`` counts them)."""
+    from .analysis.phases import relapses
+
+    n, of, last = relapses(steps, test_acc, after)
+    return (f"falls below 50% again at {n} of the {of} logged steps after it, the last at step {last:,} "
+            f"(final {float(np.asarray(test_acc)[-1]):.1%})") if n else ""
+
+
 def training_report(run: Run) -> Report:
     """Power et al. Fig. 1 (left) and Fig. 4: accuracy and validation loss against steps."""
     from . import figures as F
-    from .analysis.phases import first_step, relapse_text
+    from .analysis.phases import first_step
 
     m = run.metrics
     grok = grokking_steps(run)

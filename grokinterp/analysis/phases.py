@@ -59,14 +59,6 @@ def relapses(steps, test_acc, after: int | None) -> tuple[int, int, int | None]:
     return len(low), int(later.sum()), (int(steps[low[-1]]) if len(low) else None)
 
 
-def relapse_text(steps, test_acc, after: int | None) -> str:
-    """'' when the test accuracy stays above 50% after ``after``; else how often and how late it falls below
-    (a predicate for "test accuracy ...")."""
-    n, of, last = relapses(steps, test_acc, after)
-    return (f"falls below 50% again at {n} of the {of} logged steps after it, the last at step {last:,} "
-            f"(final {float(np.asarray(test_acc)[-1]):.1%})") if n else ""
-
-
 def detect_phases(steps, train_acc, test_acc, sum_squared_weights) -> Phases:
     """Phase boundaries from per-checkpoint arrays (all of shape (S,), steps ascending)."""
     steps, train_acc, test_acc, norm = (np.asarray(a, dtype=float) for a in (steps, train_acc, test_acc, sum_squared_weights))
