@@ -233,3 +233,14 @@ def test_a_run_in_a_folder_with_a_space_resumes_by_path(capsys, tiny_run, tmp_pa
     assert load_run(d).steps[-1] == last + 50
     code, _, err = run_cli(capsys, "train", "--run", "tiny23", "--name", "new run", "--steps", "10", "--runs-dir", str(tmp_path))
     assert code == 2 and "bad run name 'new run'" in err
+
+
+def test_relapse_counts_of_the_shipped_runs_as_docs_analyses_quotes_them():
+    """docs/analyses.md (Phases) quotes the training report's relapse line of each shipped run; the
+    shipped metrics fix these counts (s5-post keeps falling below 50% test accuracy after grokking)."""
+    import grokinterp as gi
+
+    lines = {name: "\n".join(gi.training_curves(name).lines) for name in ("s5-post", "s5", "modadd113")}
+    assert "falls below 50% again at 65 of the 174 logged steps after it, the last at step 95,500" in lines["s5-post"]
+    assert "falls below 50% again at 1 of the 31 logged steps after it, the last at step 8,750" in lines["s5"]
+    assert "test acc >= 99% first logged at step 10,500" in lines["modadd113"] and "falls below" not in lines["modadd113"]
