@@ -319,6 +319,13 @@ def _formation_vs_grokking(formed, steps, grok) -> str:
     return text + f", after test acc reached 99% (step {grok:,})"
 
 
+def _gone_by_the_end(recovered, steps) -> str:
+    """Where the clusters were recovered at some checkpoints but not at the last: the structure did not last."""
+    if not recovered or recovered[-1] == steps[-1]:
+        return ""
+    return f"; none after checkpoint {recovered[-1]:,}, so not at the last ({steps[-1]:,})"
+
+
 def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) -> Report:
     """Power et al. Fig. 3: t-SNE of the output weights, coloured by cosets (groups) or x mod k (modular)."""
     from . import figures as F
@@ -467,7 +474,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
                               "coset_fraction_per_seed": final_fracs, "distinct_partitions_found": len(distinct),
                               "seeds_without_an_exact_partition": sum(i is None for i in found)},
         "clusters_into_cosets": final_fracs[0] >= COSET_CLUSTERS,
-        "structure_forms_at_step": formed,
+        "structure_forms_at_step": formed, "structure_recovered_at_steps": recovered,
         "steps_with_best_class_clusters": recovered,
         "best_class_fraction_over_training": fractions,
         "grokking": grok,
@@ -507,7 +514,7 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
         + f" of the clusters are cosets of class {h.class_id} ({h.name}){which}",
         f"  {h.name} cosets (>= {COSET_CLUSTERS:.0%} of the clusters, seed 0) at {len(recovered)} of {len(steps)} checkpoints"
         + (f" ({_steps_text(steps.tolist(), recovered)})" if recovered else "") + ": "
-        + _formation_vs_grokking(formed, steps, grok["logged_step"]),
+        + _formation_vs_grokking(formed, steps, grok["logged_step"]) + _gone_by_the_end(recovered, steps),
         f"  top class by F per checkpoint, where its F is above {OVER_TRAINING_SHUFFLES} shuffles of that checkpoint's vectors (99% "
         "quantile; else none): " + _runs_text(steps.tolist(), [n if up else "none" for n, up in
                                                                zip(payload["best_subgroup_over_training"], stands_out_over_training)]),

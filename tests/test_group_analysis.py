@@ -136,6 +136,16 @@ def test_formation_against_the_grokking_step():
     assert "never recovered" in _formation_vs_grokking(None, steps, 13_000)
 
 
+def test_clusters_gone_by_the_last_checkpoint_are_said_to_be_gone():
+    """`cosets --run s5`: A5 clusters at 1,000-6,500 and none at the last checkpoint (15,000); the line
+    must not leave 'first recovered at 1,000' standing as if the structure were there at the end."""
+    from grokinterp.report import _gone_by_the_end
+
+    steps = [0, 1000, 6500, 7000, 15_000]
+    assert _gone_by_the_end([1000, 6500], steps) == "; none after checkpoint 6,500, so not at the last (15,000)"
+    assert _gone_by_the_end([1000, 15_000], steps) == "" and _gone_by_the_end([], steps) == ""
+
+
 def test_isotypic_projectors_are_a_resolution_of_identity(S5):
     P = isotypic_projectors(S5)
     torch.testing.assert_close(P.sum(0), torch.eye(120, dtype=torch.float64))

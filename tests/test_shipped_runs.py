@@ -132,7 +132,7 @@ def test_s5_post_output_weights_cluster_into_cosets(capsys):
     assert cos["clusters_into_cosets"] and direct["coset_fraction_per_seed"] == [1.0] * 5
     assert direct["distinct_partitions_found"] >= 2  # k-means seeds land on different conjugates/sides
     # the final class's (S4) cosets appear at 20,000; at 10,000 the clusters were A5's halves; 99% test at 13,000
-    assert cos["structure_forms_at_step"] == 20_000 and cos["best_subgroup_over_training"][1] == "A5"
+    assert cos["structure_forms_at_step"] == 20_000 and cos["structure_recovered_at_steps"][-1] == 100_000 and cos["best_subgroup_over_training"][1] == "A5"
     assert cos["grokking"]["logged_step"] == 13_000 and cos["grokking"]["first_checkpoint_at_or_after"] == 20_000
     # one ranking: classes by variance ratio, the best first; finer classes (S3) score higher yet rank lower
     ranked = cos["classes_ranked"]
