@@ -34,6 +34,12 @@ def test_loaded_model_is_a_hooked_transformer(tiny_run):
     acc = (logits[:, -1].argmax(-1) == tiny_run.task.all_labels()).double()
     assert abs(acc[tiny_run.test_idx].mean().item() - tiny_run.metrics["test_acc"][-1]) < 1e-9
     assert cache["blocks.0.mlp.hook_post"].shape == (len(inputs), 3, 256)
+    # a HookedTransformer enters the analyses through as_stacked: the batched forward gives its logits and neurons
+    from grokinterp.analysis.batched import as_stacked, logits_and_neurons
+
+    ours, acts = logits_and_neurons(as_stacked(model), tiny_run.task, tiny_run.config.spec)
+    assert ours.shape[0] == 1 and torch.allclose(ours[0], logits[:, -1].float(), atol=1e-4)
+    assert torch.allclose(acts[0], cache["blocks.0.mlp.hook_post"][:, -1].float(), atol=1e-4)
 
 
 def small(name, **kw):
