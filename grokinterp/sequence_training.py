@@ -229,8 +229,8 @@ def _load_state(cfg: SequenceConfig, run_dir: Path, model, opt, dev, command: st
     if not isinstance(record, dict) or record.get("kind") != "sequence":
         raise RunError(f"run {cfg.name} in {run_dir.parent} is not a sequence run; resume it with its own --run")
     saved = read_sequence_config(run_dir, record)
-    differ = [f"{f.name} {getattr(saved, f.name)}, not {getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
-              if f.name not in ("steps", "name", "description") and getattr(saved, f.name) != getattr(cfg, f.name)]  # the description is not a setting
+    differ = [f"{f.name} {getattr(saved, f.name)}, not {getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)  # the description
+              if f.name not in ("steps", "name", "description") and getattr(saved, f.name) != getattr(cfg, f.name)]  # is not a setting
     if differ:
         raise ConfigError(f"run {cfg.name} was made with a different config ({'; '.join(differ)}); resume it with the same flags "
                           "(only --steps may change)")
