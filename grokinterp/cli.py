@@ -158,6 +158,10 @@ def _train(args) -> int:
                          description="defined by flags")
     else:
         raise UsageError("say what to train: --run PRESET (see `grokinterp runs`) or --task TASK --name NAME")
+    for flag, value, instead in (("--n-train", args.n_train, "its training set is --frac of the table"),
+                                 ("--log-every", args.log_every, "it logs its metrics at every checkpoint: --checkpoint-every")):
+        if value is not None:
+            raise UsageError(f"{flag} is for sequence runs (add5, add5-finite, repeat-*), not for table run {base.name}; {instead}")
     if "group" in overrides and "task" not in overrides and base.task.startswith("s5_"):
         overrides["task"] = base.task.replace("s5_", "group_")  # a preset's S5 setup on another group
     cfg = base.replace(**overrides, **({"name": args.name} if args.name else {}))
@@ -191,7 +195,8 @@ def _train_sequence(args, base=None, runs_dir=None) -> int:
     if args.compile:
         raise UsageError("--compile compiles the table trainer's step; sequence runs (add5, repeat-*) train without it")
     changes = {k: v for k, v in {"steps": args.steps, "seed": args.seed, "wd": args.wd, "lr": args.lr, "batch_size": args.batch_size,
-                                 "name": args.name, "n_train": args.n_train, "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+                                 "name": args.name, "n_train": args.n_train, "checkpoint_every": args.checkpoint_every,
+                                 "log_every": args.log_every}.items() if v is not None}
     if args.full_batch:
         changes["batch_size"] = None
     cfg = dataclasses.replace(base or SEQUENCE_PRESETS[args.run], **changes)
@@ -358,10 +363,10 @@ def cmd_explore(args) -> int:
 def cmd_export(args) -> int:
     from .export import export_run
 
-    for flag, value in ("--every", args.every), ("--thin-every", args.thin_every):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} keeps every N-th step: N must be at least 1, got {value}")
-    steps = tuple(int(s) for s in args.full_precision.split(",")) if args.full_precision else ()
+    try:
+        steps = tuple(int(s) for s in args.full_precision.split(",")) if args.full_precision else ()
+    except ValueError:
+        raise UsageError(f"--full-precision takes comma-separated steps such as 0,10000, got {args.full_precision!r}") from None
     out = export_run(_open_run(args), Path(args.out), args.every, args.dtype, steps, args.thin_after, args.thin_every)
     print(f"exported {args.run} to {out}")
     return 0
@@ -421,10 +426,10 @@ def cmd_census(args) -> int:
     from tqdm.auto import tqdm
 
     from .census import census_report, census_table, members_of_sweep, write_csv
-    from .store import RunError, search_dirs
+    from .runs import find_sweep
+    from .store import RunError
 
-    root = Path(args.sweep) if (Path(args.sweep) / "sweep.json").is_file() else next(
-        (d / args.sweep for d in search_dirs(args.runs_dir) if (d / args.sweep / "sweep.json").is_file()), None)
+    root = find_sweep(args.sweep, args.runs_dir)
     if root is None:
         raise RunError(f"no sweep named {args.sweep!r}; train one with `grokinterp sweep --name {args.sweep} --tasks s5_mul ...`")
     members, group = members_of_sweep(root)
@@ -517,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="minibatch size (Power et al.: 512)")
     p.add_argument("--full-batch", action="store_true", help="train on the whole training set each step (sequence presets: finite data only)")
     p.add_argument("--n-train", type=int, help="sequence presets: size of the fixed training set (finite-data mode)")
+    p.add_argument("--log-every", type=int, help="sequence presets: log the per-part losses to metrics.csv every N steps and at the "
+                   "last (default: the preset's, 25 or 50); table runs log at every checkpoint (--checkpoint-every)")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--checkpoint-dtype", choices=["float32", "float16"])
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw-to-init: weight decay pulls toward the initial weights")

@@ -37,6 +37,7 @@ class Panel:
     note: str  # what to look for, shown under the panel
     updates: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (trace, key, values (S, ...))
     cursor: list[int] = field(default_factory=list)  # layout shapes moved to the current step
+    logged: np.ndarray | None = None  # (S,) per checkpoint: the step of the metrics row its curve markers show
 
 
 def _figure(title: str, rows: int = 1, cols: int = 1, titles=None, **layout) -> go.Figure:
@@ -66,6 +67,7 @@ def _curves(panel: Panel, steps, x, curves: list[tuple[str, np.ndarray, str]], a
                              marker=dict(color=[c[2] for c in curves], size=9, line=dict(color="black", width=1)),
                              showlegend=False, hoverinfo="x+y"), row=row, col=col)
     marker = len(fig.data) - 1
+    panel.logged = np.asarray(x)[at]
     panel.updates += [(marker, "x", np.repeat(x[at][:, None], len(curves), 1)),
                       (marker, "y", np.stack([c[1][at] for c in curves], 1))]
     fig.add_vline(x=steps[0], line=dict(color="black", width=1, dash="dot"), row=row or "all", col=col or "all")
@@ -370,7 +372,8 @@ D.panels.forEach(p => p.updates.forEach(decode));
 const slider = document.getElementById('step-slider'), label = document.getElementById('step-label');
 function show(i) {
   const step = D.steps[i];
-  label.textContent = 'step ' + step.toLocaleString('en') + '  (checkpoint ' + (i + 1) + ' of ' + D.steps.length + ')';
+  label.textContent = 'step ' + step.toLocaleString('en') + '  (checkpoint ' + (i + 1) + ' of ' + D.steps.length + ')'
+    + (D.logged && D.logged[i] !== step ? '; curve markers at step ' + D.logged[i].toLocaleString('en') + ' (the last logged before it)' : '');
   for (const p of D.panels) {
     const data = p.figure.data.map(t => Object.assign({}, t));
     for (const u of p.updates) data[u.trace][u.key] = at(u, i);
@@ -414,7 +417,8 @@ def explorer_html(run, progress: bool = False) -> str:
     steps = run.steps
     panels = explorer_panels(run, steps, progress)
     what = run.record["config"]["task"] if run.kind == "sequence" else run.task.formula
-    data = {"steps": steps, "panels": [
+    logged = next((p.logged.tolist() for p in panels if p.logged is not None), steps)  # every panel's curves: the one metrics.csv
+    data = {"steps": steps, "logged": None if logged == steps else logged, "panels": [
         {"id": f"panel-{i}", "figure": json.loads(pio.to_json(p.figure, validate=False)), "cursor": p.cursor,
          "updates": [{"trace": t, "key": k, **_typed(v)} for t, k, v in p.updates]} for i, p in enumerate(panels)]}
     blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")

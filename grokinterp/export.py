@@ -8,9 +8,11 @@ The source run is only read.
 
 from __future__ import annotations
 
+import numbers
 import shutil
 from pathlib import Path
 
+from .config import ConfigError
 from .runs import Run
 from .store import RunError, atomic_write_json, atomic_write_tensors, checkpoint_path, read_json, read_tensors
 
@@ -19,9 +21,16 @@ def export_run(run: Run, out: Path, every: int, dtype: str = "float16", full_pre
                thin_after: int | None = None, thin_every: int | None = None) -> Path:
     """Write the thinned copy of ``run`` to ``out`` (a new run directory) and return it.
 
-    Keeps every ``every``-th step, or every ``thin_every``-th after step ``thin_after``."""
+    Keeps every ``every``-th step, or every ``thin_every``-th after step ``thin_after`` (both or neither);
+    ``every`` and ``thin_every`` at least 1, else ConfigError (a ValueError) before anything is read."""
     import torch
 
+    for name, value in (("every", every), ("thin_every", thin_every)):
+        if (value is not None or name == "every") and not (isinstance(value, numbers.Integral) and value >= 1):
+            raise ConfigError(f"{name} keeps every N-th step: N must be at least 1, got {value}")
+    if (thin_after is None) != (thin_every is None):
+        raise ConfigError(f"thin_after and thin_every go together (after step thin_after keep every thin_every-th step), "
+                          f"got thin_after {thin_after} and thin_every {thin_every}")
     out = Path(out)
     if out.resolve() == run.path.resolve():
         raise RunError("export needs a different output folder than the run itself")
@@ -29,7 +38,7 @@ def export_run(run: Run, out: Path, every: int, dtype: str = "float16", full_pre
         raise RunError(f"{out} already holds a run; remove it first or choose another --out")
     steps = run.steps
     first_regular = run.config.checkpoint_every
-    stride = lambda s: thin_every if thin_after is not None and thin_every and s > thin_after else every  # noqa: E731
+    stride = lambda s: thin_every if thin_after is not None and s > thin_after else every  # noqa: E731
     keep = [s for s in steps if s < first_regular or s % stride(s) == 0 or s == steps[-1]]
     for s in full_precision_steps:
         run.resolve_step(s)

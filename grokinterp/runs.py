@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -266,10 +267,20 @@ def find_sweep_member(name: str, runs_dir: str | Path | None = None) -> Path | N
             validate_run_name(part)
     except ValueError:
         return None
-    for d in search_dirs(runs_dir):
-        if (d / parts[0] / "sweep.json").is_file() and _is_run_dir(d / parts[0] / parts[1]):
-            return d / parts[0] / parts[1]
-    return None
+    return next((sweep / parts[1] for sweep in _sweep_folders(parts[0], runs_dir) if _is_run_dir(sweep / parts[1])), None)
+
+
+def _sweep_folders(name: str, runs_dir: str | Path | None = None) -> Iterator[Path]:
+    """The folders called ``name`` that hold a sweep.json, one per search folder, in search order (the
+    first is the sweep `grokinterp runs` lists under that name); looked into one at a time."""
+    return (d / name for d in search_dirs(runs_dir) if (d / name / "sweep.json").is_file())
+
+
+def find_sweep(name: str | Path, runs_dir: str | Path | None = None) -> Path | None:
+    """The folder of sweep ``name``: ``name`` itself when it is a path to a sweep folder (one with a
+    sweep.json), else the first search folder's ``name`` that is one; None when there is none."""
+    path = Path(name)
+    return path if (path / "sweep.json").is_file() else next(_sweep_folders(str(name), runs_dir), None)
 
 
 def _readable_file(path: Path) -> bool:

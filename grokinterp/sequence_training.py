@@ -70,8 +70,9 @@ class SequenceConfig:
             (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be a positive finite number, got {self.lr}"),
             (math.isfinite(self.wd) and self.wd >= 0, f"weight decay must be a non-negative finite number, got {self.wd}"),
             (self.steps >= 1, f"steps must be positive, got {self.steps}"),
-            (self.log_every >= 1 and self.checkpoint_every >= 1 and self.test_size >= 1,
-             "log_every, checkpoint_every and test_size must be positive"),
+            (self.log_every >= 1, f"log_every must be positive, got {self.log_every}"),
+            (self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}"),
+            (self.test_size >= 1, f"test_size must be positive, got {self.test_size}"),
             (0 <= self.seed < 2**63, f"seed must be an integer in [0, 2**63), got {self.seed}"),
             (2 <= self.repeat_sub_len and 2 * self.repeat_sub_len <= self.repeat_length,
              f"repeat_sub_len must be at least 2 and at most half of repeat_length, got {self.repeat_sub_len} and {self.repeat_length}"),
@@ -189,7 +190,7 @@ def _train_locked(cfg: SequenceConfig, run_dir: Path, dev: torch.device, resume:
         if not torch.isfinite(loss):
             raise RunError(f"training stopped at step {step}: the training loss is not finite in run {cfg.name} ({loss.item()}); "
                            "the run keeps what it wrote before that step; try a lower --lr")
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if (step % cfg.log_every == 0 or step == cfg.steps) and not (rows and rows[-1]["step"] == step):  # resumed at a logged step
             with torch.no_grad():
                 row = {"step": step}
                 tr = _loss(task, model, train_set[: cfg.test_size] if train_set is not None else batch)
@@ -228,8 +229,11 @@ def _load_state(cfg: SequenceConfig, run_dir: Path, model, opt, dev, command: st
     if not isinstance(record, dict) or record.get("kind") != "sequence":
         raise RunError(f"run {cfg.name} in {run_dir.parent} is not a sequence run; resume it with its own --run")
     saved = read_sequence_config(run_dir, record)
-    if dataclasses.replace(saved, steps=cfg.steps, name=cfg.name, description=cfg.description) != cfg:  # the description is not a setting
-        raise ConfigError(f"run {cfg.name} was made with a different config; resume it with the same flags (only --steps may change)")
+    differ = [f"{f.name} {getattr(saved, f.name)}, not {getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)  # the description
+              if f.name not in ("steps", "name", "description") and getattr(saved, f.name) != getattr(cfg, f.name)]  # is not a setting
+    if differ:
+        raise ConfigError(f"run {cfg.name} was made with a different config ({'; '.join(differ)}); resume it with the same flags "
+                          "(only --steps may change)")
     if not (run_dir / "state.safetensors").is_file():
         return None
     warn_if_machine_differs(cfg.name, record, dev)
@@ -248,7 +252,7 @@ def _load_state(cfg: SequenceConfig, run_dir: Path, model, opt, dev, command: st
     except (KeyError, RuntimeError) as e:
         raise RunError(f"{run_dir / 'state.safetensors'} does not fit the model ({e}); resume is not possible, train under another --name") from None
     opt.load_state_dict(sd)
-    rows = [r for r in read_metrics(run_dir / "metrics.csv", fields=None) if r["step"] < step]
+    rows = [r for r in read_metrics(run_dir / "metrics.csv", fields=None) if r["step"] <= step]  # a row at ``step``: of these weights
     if saved.steps != cfg.steps:
         record["config"]["steps"] = cfg.steps
         record.setdefault("resumed", []).append({"command": command, "from_step": step, "steps": cfg.steps})

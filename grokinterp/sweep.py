@@ -257,12 +257,20 @@ def _run_jobs(jobs: list[list[RunConfig]], root: Path, backend: str, device: str
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
+        workers = min(workers, len(jobs))
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
                                    initargs=(os.getpid(),))
         try:
             with _sigterm_as_interrupt():
-                results = list(pool.map(_train_job, jobs, [str(root)] * len(jobs), [device] * len(jobs), [threads] * len(jobs)))
+                futures = [pool.submit(_train_job, j, str(root), device, threads) for j in jobs]
+                # CPython's pool (3.11.7 here; 3.14's submit has the same order) wakes its manager thread before it spawns
+                # the worker a submit needs (spawn start method), so the manager can go on waiting without the last worker's
+                # sentinel: that worker's death (kill -9, out of memory) was noticed only when another worker finished its
+                # whole job. One more submit, once every worker is spawned (there are at least as many jobs as workers),
+                # wakes it again to watch them all.
+                pool.submit(int)
+                results = [f.result() for f in futures]
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers now (their run locks go with them)
             for proc in list((pool._processes or {}).values()):  # Python < 3.14 has no public ProcessPoolExecutor.terminate_workers
                 proc.kill()

@@ -91,3 +91,26 @@ def test_a_small_group_has_no_dominant_irrep_by_chance():
     S3 = FiniteGroup.symmetric(3)
     row = census_row(torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64), S3, [0, 10])
     assert row["irrep_share"] > 0.5 and row["irrep_share"] <= row["irrep_share_shuffled"] and not row["irrep_dominant"]
+
+
+def test_one_sweep_lookup_serves_census_and_sweep_members(tmp_path, monkeypatch, capsys):
+    """`census --sweep` and `--run SWEEP/MEMBER` find a sweep the same way (runs.find_sweep): a path first,
+    then the search folders in order, the first sweep of that name winning; a member is looked for in
+    each sweep of that name in turn, as before."""
+    from grokinterp.runs import find_sweep, find_sweep_member
+
+    first, second = tmp_path / "first", tmp_path / "here" / "checkpoints"
+    for d, member in ((first, "a"), (second, "b")):
+        (d / "sw" / member).mkdir(parents=True)
+        (d / "sw" / "sweep.json").write_text("{}")
+        (d / "sw" / member / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path / "here")  # the search folders: --runs-dir, ./checkpoints (second), the repository's
+    assert find_sweep("sw", first) == first / "sw" and find_sweep("sw", tmp_path / "none") == second / "sw"
+    assert find_sweep(str(second / "sw"), first) == second / "sw"  # a path to a sweep folder is taken as it is
+    assert find_sweep("nothing", first) is None
+    assert find_sweep_member("sw/a", first) == first / "sw" / "a"
+    assert find_sweep_member("sw/b", first) == second / "sw" / "b"  # only in the second sweep called sw
+    assert main(["census", "--sweep", "nothing", "--runs-dir", str(first)]) == 1
+    err = capsys.readouterr().err
+    assert err == ("grokinterp census: error: no sweep named 'nothing'; train one with `grokinterp sweep --name nothing "
+                   "--tasks s5_mul ...`\n")

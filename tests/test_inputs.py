@@ -122,11 +122,15 @@ CASES = [
     ("algorithm --seed -1", None, None, ["algorithm", "--run", "copy", "--runs-dir", "{d}", "--no-figures", "--seed", "-1"], 2,
      "seed must be an integer in [0, 2**63), got -1"),
     ("export --every 0", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "0"], 2,
-     "--every keeps every N-th step: N must be at least 1, got 0"),
+     "every keeps every N-th step: N must be at least 1, got 0"),
     ("export --every -5", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "-5"], 2,
      "N must be at least 1, got -5"),
+    ("export --thin-after alone", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "100",
+                                              "--thin-after", "500"], 2, "thin_after and thin_every go together"),
+    ("export --full-precision x", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "100",
+                                               "--full-precision", "0,x"], 2, "--full-precision takes comma-separated steps"),
     ("export --thin-every 0", None, None, ["export", "--run", "copy", "--runs-dir", "{d}", "--out", "{d}/x", "--every", "100",
-                                           "--thin-after", "500", "--thin-every", "0"], 2, "--thin-every keeps every N-th step"),
+                                           "--thin-after", "500", "--thin-every", "0"], 2, "thin_every keeps every N-th step: N must be at least 1, got 0"),
     ("progress --freqs 99", None, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--freqs", "3,99"], 2,
      "key frequencies of p = 23 are 1..11, got 99"),
     ("progress --freqs 12", None, None, ["progress", "--run", "copy", "--runs-dir", "{d}", "--freqs", "12"], 2, "are 1..11, got 12"),
@@ -250,3 +254,16 @@ def test_the_api_refuses_what_the_cli_refuses(tiny_run):
                          (lambda: gi.tsne(tiny_run, seed=-1), "2**32")):
         with pytest.raises(ConfigError, match=re.escape(needle)):
             call()
+
+
+@pytest.mark.parametrize("kwargs,needle", [({"every": 0}, "every keeps every N-th step: N must be at least 1, got 0"),
+                                           ({"every": None}, "got None"), ({"every": 2.5}, "got 2.5"),
+                                           ({"every": 100, "thin_after": 500, "thin_every": -1}, "thin_every keeps"),
+                                           ({"every": 100, "thin_every": 50}, "go together")])
+def test_export_run_checks_its_strides_before_writing(tiny_run, tmp_path, kwargs, needle):
+    """The library refuses what `grokinterp export` refuses (one check: the CLI relies on it), writing nothing."""
+    from grokinterp.export import export_run
+
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        export_run(tiny_run, tmp_path / "x", **kwargs)
+    assert list(tmp_path.iterdir()) == []

@@ -160,3 +160,38 @@ def test_repeat_task_size_is_part_of_the_sequence_config():
     assert SEQUENCE_PRESETS["repeat-2l"].make_task() == Repeat()  # the presets keep the 85-token task
     with pytest.raises(ConfigError, match="repeat_sub_len"):
         dataclasses.replace(cfg, repeat_sub_len=21)
+
+
+
+def test_log_every_flag_sets_the_metric_interval_kept_on_resume(tmp_path, capsys):
+    """--log-every N: rows every N steps and at the last, stored in the config; a resume keeps it, keeps the
+    row of the step it resumes from (the old last step) once, and adds the new rows as an uninterrupted run does."""
+    from grokinterp.explore import explorer_html
+    from grokinterp.runs import load_run
+    from grokinterp.store import read_metrics
+
+    common = ["--n-train", "32", "--checkpoint-every", "1", "--log-every", "2", "--runs-dir", str(tmp_path), "--no-progress"]
+    assert main(["train", "--run", "add5-finite", "--steps", "3", "--name", "le", *common]) == 0
+    steps = lambda name: [r["step"] for r in read_metrics(tmp_path / name / "metrics.csv", fields=None)]  # noqa: E731
+    assert steps("le") == [0, 2, 3]
+    assert json.loads((tmp_path / "le" / "config.json").read_text())["config"]["log_every"] == 2
+    # checkpoints (every step) denser than the rows: the explorer's label names the row its curve markers show
+    page = explorer_html(load_run("le", tmp_path))
+    data = json.loads(page.split('id="explorer-data">')[1].split("</script>")[0])
+    assert data["steps"] == [0, 1, 2, 3] and data["logged"] == [0, 0, 2, 3] and "(the last logged before it)" in page
+    capsys.readouterr()
+    assert main(["train", "--run", "le", "--resume", "--steps", "5", "--runs-dir", str(tmp_path), "--no-progress"]) == 0
+    assert steps("le") == [0, 2, 3, 4, 5]  # 3: the old last step, logged once, not dropped
+    assert main(["train", "--run", "add5-finite", "--steps", "5", "--name", "ref", *common]) == 0
+    ref = read_metrics(tmp_path / "ref" / "metrics.csv", fields=None)
+    resumed = read_metrics(tmp_path / "le" / "metrics.csv", fields=None)
+    assert [r for r in resumed if r["step"] != 3] == ref  # bit-identical to the uninterrupted run
+    capsys.readouterr()
+    for argv, message in ((["--run", "le", "--resume", "--log-every", "7"], "(log_every 2, not 7)"),
+                          (["--run", "add5", "--log-every", "0"], "log_every must be positive, got 0"),
+                          (["--run", "tiny23", "--log-every", "5"], "--log-every is for sequence runs"),
+                          (["--run", "tiny23", "--n-train", "5"], "--n-train is for sequence runs")):
+        assert main(["train", *argv, "--runs-dir", str(tmp_path), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert steps("le") == [0, 2, 3, 4, 5]  # the refused resume changed nothing
