@@ -100,8 +100,9 @@ def _accuracy_note(m: dict) -> str:
     if grok <= fit:
         return (f"Test accuracy reaches 99% at step {grok:,}, train accuracy at step {fit:,}: this run generalised while it fit, "
                 "with no memorisation first.")
-    if half < fit:
-        return (f"Test accuracy passes 50% at step {half:,}, before train accuracy reaches 99% at step {fit:,}, and reaches 99% "
+    if half <= fit:
+        when = "the step at which train accuracy reaches 99%" if half == fit else f"before train accuracy reaches 99% at step {fit:,}"
+        return (f"Test accuracy passes 50% at step {half:,}, {when}, and reaches 99% "
                 f"at step {grok:,}: this run generalised while it fit, with no memorisation first to grok from.")
     relapse = relapse_text(m["step"], m["test_acc"], grok)
     return (f"Train accuracy reaches 99% at step {fit:,} (memorisation); test accuracy follows at step {grok:,} (grokking)"

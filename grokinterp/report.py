@@ -155,6 +155,7 @@ def progress_report(run: Run, key_freqs: list[int] | None = None, progress: bool
         f"  {_grokking_text(grok)}",
         f"  at the checkpoints: train acc >= 99% {_first_at(ph.memorised_step)}, test acc >= 99% {_first_at(ph.grokked_step)}",
         f"  {_phases_text(ph)}",
+        *_small_test_set_lines(len(run.test_idx)),
         f"  final: train loss {last['train_loss']:.3g}, test loss {last['test_loss']:.3g}{losses}",
         f"  Gini of the Fourier norms, first -> last checkpoint: over the {p} components W_E {gini('gini_embedding')}, "
         f"W_L {gini('gini_logit_map')}; over the {(p - 1) // 2} frequencies W_E {gini('gini_embedding_per_frequency')}, "
@@ -250,6 +251,15 @@ def grokking_steps(run: Run) -> dict:
     return {"logged_step": logged, "logged_every": every, "first_checkpoint_at_or_after": ckpt}
 
 
+def _small_test_set_lines(n_test: int) -> list[str]:
+    """A caveat where the held-out pairs are too few for a percentage: below 100, one pair moves test accuracy
+    by more than 1%, and 99% means every pair right."""
+    if n_test >= 100:
+        return []
+    return [f"  the test set is only {n_test} pair{'s' if n_test > 1 else ''}: one pair moves test accuracy by {1 / n_test:.1%}; "
+            f"99% means all {n_test} right, and 50% means {-(-n_test // 2)}"]
+
+
 def _phases_text(ph) -> str:
     """The phases line: the three phases where the rules found their boundaries, else what was not reached."""
     if ph.memorised_step is None:
@@ -259,8 +269,10 @@ def _phases_text(ph) -> str:
                 f"{ph.memorised_step:,}, test accuracy never passed 50%, and the sum of squared weights is largest at the last "
                 "checkpoint (still growing)")
     if ph.memorisation_end is None:
-        return (f"phases: not separable: test accuracy passed 50% (step {ph.cleanup_start:,}) before train accuracy "
-                f"reached 99% (step {ph.memorised_step:,}), so the run generalised while it was still fitting")
+        when = ("at the same checkpoint as train accuracy reached 99%" if ph.cleanup_start == ph.memorised_step else
+                f"before train accuracy reached 99% (step {ph.memorised_step:,})")
+        return (f"phases: not separable: test accuracy passed 50% (step {ph.cleanup_start:,}) {when}, so the run "
+                "generalised while it was still fitting")
     reached = lambda s: f"{s:,}" if s is not None else "(not reached by the last checkpoint)"  # noqa: E731
     return (f"phases: memorisation 0-{ph.memorisation_end:,}, circuit formation to {reached(ph.cleanup_start)}, "
             f"cleanup to {reached(ph.cleanup_end)}")
@@ -626,6 +638,8 @@ def training_report(run: Run) -> Report:
     payload["relapse"] = relapse or None
     if relapse:
         lines.append(f"  test accuracy {relapse}")
+    payload["test_pairs"] = len(run.test_idx)
+    lines += _small_test_set_lines(len(run.test_idx))
     figs = {"power_fig1_accuracy": F.accuracy_curves(m, f"Train and validation accuracy ({run.task.formula})", run=run.name),
             "power_fig4_validation_loss": F.validation_loss(m, f"Validation loss ({run.task.formula})", run=run.name)}
     return Report(payload, lines, figs)

@@ -227,7 +227,8 @@ def test_run_explore_shows_the_page_inline(tiny_run, tiny_page, monkeypatch):
 @pytest.mark.parametrize("train,test,says", [
     ([0.1, 0.5, 0.8], [0.0, 0.1, 0.1], "has not reached 99% by step 20 (the last logged): the run has not fit"),
     ([0.5, 1.0, 1.0], [0.0, 0.1, 0.3], "Train accuracy reaches 99% at step 10 (memorisation); test accuracy has not reached 99% by step 20"),
-    ([0.5, 1.0, 1.0], [0.0, 0.5, 1.0], "Train accuracy reaches 99% at step 10 (memorisation); test accuracy follows at step 20 (grokking)"),
+    ([0.5, 1.0, 1.0], [0.0, 0.4, 1.0], "Train accuracy reaches 99% at step 10 (memorisation); test accuracy follows at step 20 (grokking)"),
+    ([0.5, 1.0, 1.0], [0.0, 0.5, 1.0], "passes 50% at step 10, the step at which train accuracy reaches 99%, and reaches 99% at step 20: this run generalised while it fit"),  # as detect_phases
     ([0.5, 1.0, 1.0], [0.5, 1.0, 1.0], "generalised while it fit, with no memorisation first"),
 ])
 def test_loss_panel_note_says_what_this_run_did(train, test, says):

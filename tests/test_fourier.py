@@ -200,6 +200,10 @@ def test_phases_line_says_what_was_not_reached():
     early = detect_phases(steps, np.where(steps >= 5000, 1.0, 0.1), test_acc * 0 + (steps >= 3000), norm)
     assert early.memorisation_end is None and "not separable: test accuracy passed 50% (step 3,000) before train accuracy reached 99% (step 5,000)" in _phases_text(early)
     assert _phases_text(detect_phases(steps, train_acc * 0, test_acc * 0, norm)).startswith("phases: none: train accuracy never reached 99%")
+    # both at one checkpoint (a run with a tiny test set, or wd 0): no memorisation phase of no length, no bands
+    both = detect_phases(steps, np.where(steps >= 3000, 1.0, 0.1), (steps >= 3000) * 1.0, norm)
+    assert both.memorisation_end is None and both.bands() == []
+    assert "not separable: test accuracy passed 50% (step 3,000) at the same checkpoint as train accuracy reached 99%" in _phases_text(both)
 
 
 def test_trained_run_key_frequencies_agree_and_measures_order(tiny_run):
@@ -308,3 +312,13 @@ def test_the_shuffled_null_of_the_largest_share_sees_a_few_large_directions():
     gaussian_99th = float(torch.quantile(fa.frequency_shares(gauss).max(-1).values, 0.99))
     assert fa.shuffled_largest_share(iso) == pytest.approx(gaussian_99th, abs=0.02)
     assert fa.shuffled_largest_share(wide) > gaussian_99th + 0.05
+
+
+def test_a_tiny_test_set_is_named_where_accuracies_rest_on_it():
+    """Below 100 held-out pairs a percentage hides how few pairs decide it (11 pairs: 99% is all of them)."""
+    from grokinterp.report import _small_test_set_lines
+
+    assert _small_test_set_lines(100) == []
+    assert _small_test_set_lines(11) == ["  the test set is only 11 pairs: one pair moves test accuracy by 9.1%; 99% means all 11 right, "
+                                         "and 50% means 6"]
+    assert "only 1 pair:" in _small_test_set_lines(1)[0]

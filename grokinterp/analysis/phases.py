@@ -5,7 +5,9 @@ Nanda et al. read three phases off their curves: memorisation (0-1.4k epochs), c
 
 - memorisation ends at the peak of the total sum of squared weights after the training accuracy
   first reaches 99% (the weights grow while memorising and shrink once the circuit forms); while
-  the test accuracy has not passed 50%, a peak at the last checkpoint is none yet (not ended);
+  the test accuracy has not passed 50%, a peak at the last checkpoint is none yet (not ended); where
+  the test accuracy passes 50% at or before the checkpoint where the training accuracy reaches 99%,
+  the run generalised while it fit and there is no memorisation phase (None);
 - cleanup starts when the test accuracy first passes 50% (the sharp fall of the test loss);
 - cleanup ends when the sum of squared weights stops falling fast: the first checkpoint after the
   test accuracy passes 99% whose per-step decrease is below 10% of the fastest decrease of cleanup;
@@ -67,7 +69,9 @@ def detect_phases(steps, train_acc, test_acc, sum_squared_weights) -> Phases:
     grokked = first_step(steps, test_acc >= 0.99)
     cleanup_start = first_step(steps, test_acc >= 0.5)
     mem_end = None
-    if memorised is not None:
+    # test accuracy past 50% at or before the checkpoint where train accuracy reaches 99%: the run generalised while
+    # it fit, and there is no memorisation phase to end (a peak at that one checkpoint would be a phase of no length)
+    if memorised is not None and not (cleanup_start is not None and cleanup_start <= memorised):
         after = steps >= memorised
         until = steps <= (cleanup_start if cleanup_start is not None else steps[-1])
         window = np.flatnonzero(after & until)
