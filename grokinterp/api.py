@@ -81,13 +81,13 @@ def progress(run, key_freqs: list[int] | None = None, progress: bool = False, ru
 
 def tsne(run, step: int | None = None, seed: int = 0, k: int = 8, runs_dir=None):
     """t-SNE of the output weights, Power et al. Fig. 3 (``grokinterp tsne``); modular runs: points coloured by
-    x mod ``k``, lines x -> x + k, with k in 2..p-1."""
+    x mod ``k``, lines x -> x + k, with k in 1..p-1 (k = 1: one colour, the lines of the frequency-1 circle)."""
     from .report import tsne_report
 
     _check_seed(seed, 32)  # scikit-learn's TSNE random_state
     run = _run(run, runs_dir)
     if run.task.group is None:
-        _check_int("k", k, 2, run.task.p - 1, f" for p = {run.task.p} (colours x mod k, lines x -> x+k)")
+        _check_int("k", k, 1, run.task.p - 1, f" for p = {run.task.p} (colours x mod k, lines x -> x+k)")
     return tsne_report(run, step=step, seed=seed, k=k)
 
 

@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_output(p)
     p.add_argument("--seed", type=int, default=0, help="t-SNE seed")
-    p.add_argument("--k", type=int, default=8, help="modular runs: colour by x mod k, lines x -> x+k (2..p-1)")
+    p.add_argument("--k", type=int, default=8, help="modular runs: colour by x mod k, lines x -> x+k (1..p-1)")
 
     p = sub.add_parser("cosets", help="coset structure of a group run's embeddings over training")
     _add_run(p)
