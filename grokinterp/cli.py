@@ -306,8 +306,6 @@ def cmd_progress(args) -> int:
 def cmd_tsne(args) -> int:
     from .api import tsne
 
-    if args.k < 1:
-        raise UsageError(f"--k must be at least 1 (lines x -> x+k, colours x mod k), got {args.k}")
     return _report_command(args, tsne(_open_run(args), args.step, args.seed, args.k))
 
 
@@ -464,8 +462,6 @@ def _sweep_figures(rows: list[dict], args, out: Path) -> list[str]:
 def cmd_algorithm(args) -> int:
     from .api import algorithm
 
-    if args.triples < 1:
-        raise UsageError(f"--triples must be positive, got {args.triples}")
     return _report_command(args, algorithm(_open_run(args), args.step, args.triples, args.seed))
 
 
@@ -575,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     _add_output(p)
     p.add_argument("--seed", type=int, default=0, help="t-SNE seed")
-    p.add_argument("--k", type=int, default=8, help="modular runs: colour by x mod k, lines x -> x+k")
+    p.add_argument("--k", type=int, default=8, help="modular runs: colour by x mod k, lines x -> x+k (1..p-1)")
 
     p = sub.add_parser("cosets", help="coset structure of a group run's embeddings over training")
     _add_run(p)
@@ -673,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("algorithm", help="clock or pizza (Zhong et al. 2023): gradient symmetricity and distance irrelevance per key frequency")
     _add_run(p)
     _add_output(p)
-    p.add_argument("--triples", type=int, default=2000, help="random (a, b, c) triples for gradient symmetricity (default 2000)")
+    p.add_argument("--triples", type=int, default=2000, help="random (a, b, c) triples for gradient symmetricity (default 2000, at least 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the triples")
     return parser
 

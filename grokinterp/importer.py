@@ -26,6 +26,7 @@ otherwise. A file that needs anything else is refused and nothing is written.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import shutil
@@ -376,23 +377,29 @@ def checkpoint_metrics(weights: dict[int, dict[str, Tensor]], cfg: RunConfig, tr
     return rows
 
 
-def _split(task, train_idx, frac, split_seed) -> tuple[np.ndarray, str]:
-    """Train indices into ``task.pairs``, and how they were chosen."""
+PYTHON_SPLIT = ("train_idx", "frac", "split_seed")  # how from_models and import_run name the split in messages
+CLI_SPLIT = ("--train-indices FILE", "--frac", "--split-seed")
+
+
+def _split(task, train_idx, frac, split_seed, names=PYTHON_SPLIT) -> tuple[np.ndarray, str]:
+    """Train indices into ``task.pairs``, and how they were chosen; ``names``: the arguments, for messages."""
+    idx_name, frac_name, seed_name = names
     if train_idx is not None:
         if frac is not None or split_seed is not None:
-            raise ConfigError("give the split once: train indices, or --frac and --split-seed")
+            raise ConfigError(f"give the split once: {idx_name}, or {frac_name} and {seed_name}")
         idx = np.unique(np.asarray(train_idx, dtype=np.int64))
         if not len(idx) or idx.min() < 0 or idx.max() >= len(task) or len(idx) == len(task):
             raise RunError(f"train indices must be pair indices in 0..{len(task) - 1} of {task.formula}, leaving a test set")
         return idx, "train indices given (split_seed in the config unused)"
     if frac is None or split_seed is None:
-        raise ConfigError("say which pairs were trained on: --frac F --split-seed S, or --train-indices FILE")
+        raise ConfigError(f"say which pairs were trained on: {frac_name} F and {seed_name} S (got {frac_name} {frac}, "
+                          f"{seed_name} {split_seed}), or {idx_name}")
     return task.split(frac, split_seed)[0], f"frac {frac}, split seed {split_seed}"
 
 
 def from_models(models_or_state_dicts, steps: list[int], task: str, p: int = 0, train_idx=None, frac: float | None = None,
                 split_seed: int | None = None, model: str | None = None, name: str = "in-memory",
-                progress: bool = False) -> InMemoryRun:
+                progress: bool = False, _split_names: tuple[str, str, str] = PYTHON_SPLIT) -> InMemoryRun:
     """A run in memory from models (any ``nn.Module`` with TransformerLens parameter names, e.g. a
     HookedTransformer) or state dicts (either layout) at ``steps``, on ``task`` (``p`` for modular
     tasks); the split as ``train_idx`` (indices into the task's pairs) or ``frac`` + ``split_seed``
@@ -402,13 +409,15 @@ def from_models(models_or_state_dicts, steps: list[int], task: str, p: int = 0, 
     states = [m if isinstance(m, dict) else dict(m.named_parameters()) for m in models_or_state_dicts]
     if len(states) != len(steps) or not states:
         raise ConfigError(f"give one step per model: {len(states)} models, {len(steps)} steps")
+    if bad := [s for s in steps if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0]:
+        raise ConfigError(f"steps are training steps, integers 0 or more; got {', '.join(map(repr, bad))}")
     if len(set(steps)) != len(steps):
         raise ConfigError("steps must be distinct")
     converted = [to_transformer_lens(s) for s in states]
     model = model or infer_model(converted[0], task, p)
     probe = RunConfig(name=validate_run_name(name), task=task, p=p, model=model)
     t = probe.make_task()
-    idx, split_note = _split(t, train_idx, frac, split_seed)
+    idx, split_note = _split(t, train_idx, frac, split_seed, _split_names)
     steps = [int(s) for s in steps]
     cfg = probe.replace(frac=len(idx) / len(t), split_seed=split_seed if split_seed is not None else 0,
                         steps=max(max(steps), 1), checkpoint_every=int(max(1, min(np.diff(sorted(steps)), default=1))),
@@ -480,7 +489,7 @@ def import_run(source: str | Path, name: str | None = None, runs_dir: str | Path
     if ck.train_indices is not None and (frac is not None or split_seed is not None):
         raise ConfigError(f"{source} holds its own train indices; leave out --frac and --split-seed")
     try:
-        run = from_models(ck.states, ck.steps, task, p, given, frac, split_seed, model, name, progress)
+        run = from_models(ck.states, ck.steps, task, p, given, frac, split_seed, model, name, progress, CLI_SPLIT)
     except MisfitError as e:
         if ck.config.get("p") not in (None, p):
             raise RunError(f"{e}; the file's config says p = {ck.config['p']}: leave out --p to use it") from None

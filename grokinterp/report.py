@@ -10,15 +10,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .runs import Run
+from .runs import InMemoryRun, Run
 from .store import RunError
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     payload: dict
     lines: list[str]
     figures: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """The summary lines and the names of the figures and payload keys (the payload itself can be
+        tens of thousands of characters: a notebook cell ending in ``gi.fourier(run)`` shows this)."""
+        return "\n".join([*self.lines, f"figures: {', '.join(self.figures) or 'none'}",
+                          f"payload keys: {', '.join(self.payload)}"])
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython
+        printer.text(repr(self))
 
 
 def _require_modular_grid(run: Run, what: str) -> None:
@@ -239,8 +248,8 @@ def _structure_line(matrix: str, ratio: float, threshold: float, score: float) -
 
 
 def grokking_steps(run: Run) -> dict:
-    """Test acc >= 99%: first logged step (metrics.csv), the logging interval there, and the first
-    checkpoint at or after it (what checkpoint-based analyses can see)."""
+    """Test acc >= 99%: first logged step (metrics.csv, or the metrics of a run in memory: ``logged_in``), the
+    logging interval there, and the first checkpoint at or after it (what checkpoint-based analyses can see)."""
     from .analysis.phases import first_step
 
     m = run.metrics
@@ -248,7 +257,8 @@ def grokking_steps(run: Run) -> dict:
     at = np.flatnonzero(m["step"] == logged) if logged is not None else []
     every = int(logged - m["step"][at[0] - 1]) if len(at) and at[0] > 0 else None
     ckpt = next((s for s in run.steps if s >= logged), None) if logged is not None else None
-    return {"logged_step": logged, "logged_every": every, "first_checkpoint_at_or_after": ckpt}
+    return {"logged_step": logged, "logged_every": every, "first_checkpoint_at_or_after": ckpt,
+            "logged_in": "the run's metrics, in memory" if isinstance(run, InMemoryRun) else "metrics.csv"}
 
 
 def _small_test_set_lines(n_test: int) -> list[str]:
@@ -288,9 +298,9 @@ def _fmt_step(s) -> str:
 
 def _grokking_text(g: dict) -> str:
     if g["logged_step"] is None:
-        return "test acc >= 99% never logged (metrics.csv)"
+        return f"test acc >= 99% never logged ({g['logged_in']})"
     every = f", every {g['logged_every']:,} steps there" if g["logged_every"] else ""
-    return (f"test acc >= 99% first logged at step {g['logged_step']:,} (metrics.csv{every}); "
+    return (f"test acc >= 99% first logged at step {g['logged_step']:,} ({g['logged_in']}{every}); "
             f"first checkpoint at/after it: {_fmt_step(g['first_checkpoint_at_or_after'])}")
 
 

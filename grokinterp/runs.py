@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ class Run:
 
     def resolve_step(self, step: int | None, on_disk: list[int] | None = None) -> int:
         """The checkpoint step ``step`` names (None or -1: the last); ``on_disk``: the steps, when listed already."""
+        if step is not None and (not isinstance(step, numbers.Integral) or isinstance(step, bool)):
+            raise TypeError(f"step must be an integer (a checkpoint step, or None or -1 for the last), got {step!r}")
         steps = self.steps if on_disk is None else on_disk
         if not steps:
             raise RunError(f"run {self.name} has no checkpoints yet; train it first")
@@ -117,7 +120,7 @@ class Run:
         if step not in steps:
             near = min(steps, key=lambda s: abs(s - step))
             raise RunError(f"run {self.name} has no checkpoint at step {step}; the nearest is {near}")
-        return step
+        return int(step)
 
     def weights(self, step: int | None = None, names: list[str] | None = None) -> dict:
         """Parameters of one checkpoint (all, or only ``names``) as float32 tensors, checked against the
@@ -227,6 +230,8 @@ def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
     path (a Path, '.', '..', or a string with a '/'; a plain name that is a run folder here also opens).
     A sweep member is named ``SWEEP/MEMBER`` (e.g. ``sw/add_f0.7_s0_wd1_adamw``), looked up in the same
     folders when no such path exists here."""
+    if not isinstance(name, (str, Path)):
+        raise TypeError(f"a run is named by a string or a path, got {name!r}")
     path = Path(name)
     if isinstance(name, Path) or "/" in name or os.sep in name or name in (".", ".."):
         if _is_run_dir(path):
@@ -244,7 +249,13 @@ def load_run(name: str | Path, runs_dir: str | Path | None = None) -> Run:
         from .config import PRESETS
 
         where = ", ".join(str(d) for d in search_dirs(runs_dir))
-        hint = f"train it with `grokinterp train --run {name}`" if name in PRESETS else "see `grokinterp runs` for what exists"
+        if name in PRESETS:
+            hint = f"train it with `grokinterp train --run {name}`"
+        elif (sweep := find_sweep(name, runs_dir)) is not None:
+            member = next((d.name for d in sorted(sweep.iterdir()) if _is_run_dir(d)), "MEMBER")
+            hint = f"{name} is a sweep: open one of its runs as SWEEP/MEMBER, e.g. {name}/{member} (see `grokinterp runs`)"
+        else:
+            hint = "see `grokinterp runs` for what exists"
         raise RunError(f"no run named {name!r} in {where}; {hint}")
     return Run(found)
 

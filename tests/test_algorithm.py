@@ -189,7 +189,7 @@ def test_algorithm_command_on_an_untrained_run(tmp_path, capsys):
     assert main(["algorithm", "--run", "untrained", "--runs-dir", str(runs), "--triples", "0"]) == 2
     assert main(["algorithm", "--run", "s5", "--no-figures"]) == 1  # not a + b mod p: one line, no traceback
     err = capsys.readouterr().err
-    assert "must be positive" in err and "analyses modular tasks" in err and "Traceback" not in err
+    assert "triples must be an integer at least 100" in err and "analyses modular tasks" in err and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
@@ -249,5 +249,5 @@ def test_every_analysis_forward_of_a_run_uses_its_attention_rate(constant_attent
     assert "<html" in explorer_html(run)[:200].lower()
     with pytest.raises(RunError, match="HookedTransformer cannot express"):
         run.model()
-    assert main(["algorithm", "--run", str(run.path), "--json", "--no-figures", "--triples", "50"]) == 0
+    assert main(["algorithm", "--run", str(run.path), "--json", "--no-figures", "--triples", "100"]) == 0
     assert len(rates) >= 4 and set(map(str, rates)) == {"0.0"}

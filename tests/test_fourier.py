@@ -280,7 +280,7 @@ def test_one_grokking_step_in_every_report(tiny_run, tmp_path):
     (run_dir / "checkpoints" / "step_00000500.safetensors").unlink()
     run = gi.load_run("g", tmp_path / "runs")
     g = grokking_steps(run)
-    assert g == {"logged_step": 500, "logged_every": 50, "first_checkpoint_at_or_after": 550}
+    assert g == {"logged_step": 500, "logged_every": 50, "first_checkpoint_at_or_after": 550, "logged_in": "metrics.csv"}
     text = "test acc >= 99% first logged at step 500 (metrics.csv, every 50 steps there); first checkpoint at/after it: 550"
     assert text in "\n".join(training_report(run).lines) and text in "\n".join(progress_report(run).lines)
 

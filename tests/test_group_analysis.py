@@ -318,7 +318,7 @@ def test_tsne_refuses_k_below_one(capsys, tiny_run):
 
     assert main(["tsne", "--run", "tiny23", "--runs-dir", str(tiny_run.path.parent), "--k", "0", "--no-figures"]) == 2
     err = capsys.readouterr().err
-    assert "--k must be at least 1" in err and len(err.strip().splitlines()) == 1
+    assert "k must be an integer in 1..22 for p = 23" in err and len(err.strip().splitlines()) == 1
 
 
 # ---- reports on any group: wording, irrep partitions, figure titles ---------------------------------

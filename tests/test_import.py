@@ -209,8 +209,13 @@ def test_run_in_memory_equals_the_run_on_disk(tiny_run, original):
     assert torch.equal(mem.weights(steps[0])["embed.W_E"], tiny_run.weights(steps[0])["embed.W_E"])
     for k in ("train_loss", "test_loss", "train_acc", "test_acc"):
         np.testing.assert_allclose(mem.metrics[k], tiny_run.metrics[k], rtol=1e-6, atol=1e-12)
-    for analysis in ("fourier", "progress"):
-        assert as_json(getattr(gi, analysis)(mem).payload) == original[analysis]
+    assert as_json(gi.fourier(mem).payload) == original["fourier"]
+    progress = gi.progress(mem)  # the same, but where the grokking step was logged: in memory, not metrics.csv
+    ours = as_json(progress.payload)
+    assert ours["grokking"].pop("logged_in") == "the run's metrics, in memory"
+    assert original["progress"]["grokking"]["logged_in"] == "metrics.csv"
+    assert ours == {**original["progress"], "grokking": {k: v for k, v in original["progress"]["grokking"].items() if k != "logged_in"}}
+    assert "(the run's metrics, in memory" in "\n".join(progress.lines) and "metrics.csv" not in "\n".join(progress.lines)
     assert as_json(gi.tsne(mem).payload) == as_json(gi.tsne(tiny_run).payload)
     with pytest.raises(ConfigError, match="one step per model"):
         gi.from_models([tiny_run.weights()], [0, 1], "add", p=23, frac=0.5, split_seed=0)
@@ -248,3 +253,25 @@ def test_corrupt_and_misfit_files_say_what_is_wrong(tiny_run, sources, tmp_path,
     code, _, err = cli(capsys, "import", sources / "full_run_data.pth", "--task", "s5_mul", "--runs-dir", runs)
     assert code == 1 and "task s5_mul (x*y in S5, 120 elements)" in err and "p =" not in err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("steps, match", [
+    ([1.5, 2.5, 3.5], r"integers 0 or more; got 1\.5, 2\.5, 3\.5"),  # once truncated to [1, 2, 3]
+    ([-1, 0, 1], "integers 0 or more; got -1"),                    # -1 means 'the last' elsewhere
+    ([0.0, 1, 2], r"got 0\.0"),
+])
+def test_from_models_refuses_steps_that_are_not_training_steps(tiny_run, steps, match):
+    with pytest.raises(ConfigError, match=match):
+        gi.from_models([tiny_run.weights()] * 3, steps, "add", p=23, frac=0.5, split_seed=0)
+
+
+def test_from_models_names_its_own_split_arguments(tiny_run):
+    """From Python the split is frac / split_seed / train_idx (the message once named the CLI's --frac FLAGS)."""
+    w = [tiny_run.weights()]
+    with pytest.raises(ConfigError, match=r"frac F and split_seed S \(got frac 0\.7, split_seed None\), or train_idx$"):
+        gi.from_models(w, [0], "add", p=23, frac=0.7)
+    with pytest.raises(ConfigError, match="give the split once: train_idx, or frac and split_seed"):
+        gi.from_models(w, [0], "add", p=23, train_idx=[0, 1], frac=0.5)
+    for frac in (0, 1.5):
+        with pytest.raises(ValueError, match=f"training fraction must be in \\(0, 1\\), got {frac}"):
+            gi.from_models(w, [0], "add", p=23, frac=frac, split_seed=0)

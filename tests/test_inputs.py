@@ -267,3 +267,125 @@ def test_export_run_checks_its_strides_before_writing(tiny_run, tmp_path, kwargs
     with pytest.raises(ValueError, match=re.escape(needle)):
         export_run(tiny_run, tmp_path / "x", **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- the Python API checks what the CLI checks, in one place (gi.* and the commands share it) ----------
+
+from grokinterp import api  # noqa: E402
+from grokinterp.config import ConfigError  # noqa: E402
+from grokinterp.store import RunError  # noqa: E402
+
+
+@pytest.mark.parametrize("freqs, match", [
+    ([3, 3], "distinct; 3 given more than once"),      # once gave other losses than [3] (the sums counted 3 twice)
+    ([], "pass None for those of the last checkpoint"),  # once read 'no key frequencies ... (None)'
+    (14, "a list of frequencies such as"),             # once "'int' object is not iterable"
+    ("3", "a list of frequencies such as"),
+    ([14.5], r"are 1\.\.11, got 14\.5"),          # once '... not direction vectors'
+    (["3"], r"got '3'"),                               # once a bare comparison TypeError
+    ([True], "got True"),
+    ([12], r"1\.\.11, got 12"),
+])
+def test_bad_key_frequencies_are_one_clear_error(tiny_run, freqs, match):
+    with pytest.raises(ConfigError, match=match):
+        grokinterp.progress(tiny_run, key_freqs=freqs)
+
+
+def test_duplicate_freqs_on_the_command_line_are_a_usage_error(tiny_run, capsys):
+    code, _, err = run_cli(capsys, "progress", "--run", str(tiny_run.path), "--freqs", "3,3", "--json")
+    assert code == 2 and "3 given more than once" in err
+
+
+@pytest.mark.parametrize("k", [0, -3, 23, 100, 2.5, "8"])
+def test_tsne_k_must_make_sense_for_p(tiny_run, k):
+    """p = 23: x -> x+k needs k in 1..22 (k = 0 divided by zero, 2.5 failed in the figure, 100 joined nothing);
+    k = 1 stays: the report suggests it for the frequency-1 circle."""
+    with pytest.raises(ConfigError, match=rf"k must be an integer in 1\.\.22 for p = 23 .*got {re.escape(repr(k))}"):
+        grokinterp.tsne(tiny_run, k=k)
+
+
+def test_tsne_k_on_the_command_line(tiny_run, capsys):
+    code, _, err = run_cli(capsys, "tsne", "--run", str(tiny_run.path), "--k", "100", "--no-figures")
+    assert code == 2 and "k must be an integer in 1..22 for p = 23" in err
+
+
+@pytest.mark.parametrize("triples", [0, -5, 1, 99, 200.0])
+def test_algorithm_needs_enough_triples(tiny_run, triples):
+    with pytest.raises(ConfigError, match=rf"triples must be an integer at least 100 .*got {re.escape(repr(triples))}"):
+        grokinterp.algorithm(tiny_run, triples=triples)
+
+
+@pytest.mark.parametrize("threshold", ["0.9", None, True, 0, 1.5])
+def test_fourier_threshold_is_a_share(tiny_run, threshold):
+    with pytest.raises(ConfigError, match=r"in \(0, 1\], got"):
+        grokinterp.fourier(tiny_run, threshold=threshold)
+
+
+def test_whole_number_float_and_string_steps_are_refused_by_name(tiny_run):
+    """step=1e4 once reached the file name's format (ValueError: Unknown format code 'd' for object of type 'float')."""
+    import numpy as np
+
+    last = tiny_run.steps[-1]
+    for step in (float(last), "1000", 10.5, True):
+        with pytest.raises(TypeError, match=rf"step must be an integer .*got {re.escape(repr(step))}"):
+            tiny_run.weights(step=step)
+    with pytest.raises(TypeError, match="step must be an integer"):
+        grokinterp.fourier(tiny_run, step=float(last))
+    assert tiny_run.resolve_step(np.int64(last)) == last and type(tiny_run.resolve_step(np.int64(last))) is int
+
+
+@pytest.mark.parametrize("name", [None, 5, 2.0])
+def test_load_run_names_its_bad_argument(name, tiny_run):
+    with pytest.raises(TypeError, match=rf"a run is named by a string or a path, got {re.escape(repr(name))}"):
+        grokinterp.load_run(name)
+
+
+def test_phases_compare_of_the_wrong_type(tiny_run):
+    with pytest.raises(TypeError, match="a run is named by a string or a path, got 5"):
+        api._run(5)
+
+
+def test_cosets_matrix_and_clusters_are_the_same_kind_of_error(tiny_run):
+    with pytest.raises(ConfigError, match="unknown matrix 'W_X'"):
+        grokinterp.cosets(tiny_run, matrix="W_X")
+    with pytest.raises(ConfigError, match="unknown clusters 'dbscan'"):
+        grokinterp.cosets(tiny_run, clusters="dbscan")
+
+
+def test_a_sweep_name_alone_hints_at_its_members(tmp_path):
+    (tmp_path / "gs" / "add_s0").mkdir(parents=True)
+    (tmp_path / "gs" / "sweep.json").write_text("{}")
+    (tmp_path / "gs" / "add_s0" / "config.json").write_text("{}")
+    with pytest.raises(RunError, match=r"gs is a sweep: open one of its runs as SWEEP/MEMBER, e\.g\. gs/add_s0"):
+        grokinterp.load_run("gs", tmp_path)
+    with pytest.raises(RunError, match="see `grokinterp runs` for what exists"):
+        grokinterp.load_run("nosuch", tmp_path)
+
+
+def test_report_repr_is_its_summary(tiny_run):
+    """A notebook cell ending in gi.fourier(run) once printed the whole dataclass (16.8k characters)."""
+    rep = grokinterp.fourier(tiny_run)
+    text = repr(rep)
+    assert text.startswith(rep.lines[0]) and len(text) < 3000
+    assert "figures: " + ", ".join(rep.figures) in text and "payload keys: " + ", ".join(rep.payload) in text
+    IPython = pytest.importorskip("IPython.lib.pretty")
+    assert IPython.pretty(rep) == text
+
+
+def test_show_refuses_what_is_not_a_figure_and_hints_at_chromium_only_when_missing(monkeypatch, capsys):
+    import plotly.graph_objects as go
+
+    with pytest.raises(TypeError, match="gi.show takes a plotly Figure .*got str"):
+        grokinterp.show("hello")
+    fig = go.Figure()
+    monkeypatch.setattr(go.Figure, "show", lambda self, *a, **k: None)
+
+    class ChromeNotFoundError(RuntimeError):
+        pass
+
+    for err, hint in ((RuntimeError("page crashed"), False), (ChromeNotFoundError("no chrome"), True)):
+        monkeypatch.setattr(grokinterp.api, "_show_note", False)
+        monkeypatch.setattr(go.Figure, "to_image", lambda self, *a, e=err, **k: (_ for _ in ()).throw(e))
+        grokinterp.show(fig)
+        out = capsys.readouterr().out
+        assert f"no static PNG ({type(err).__name__}: {err})" in out and ("install Chromium" in out) == hint
