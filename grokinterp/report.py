@@ -197,7 +197,7 @@ def _identified_note(group, cs, ident, names) -> str:
     """How far the data single out the best partition (see ``analysis.cosets.identify_best``)."""
     part = cs.partitions[ident.candidates[0]]
     if not ident.stands_out:
-        return "does not stand out of shuffled rows: colours are the top of a ranking of noise"
+        return "does not stand out of shuffled rows"
     if len(ident.candidates) == 1:
         return "normal: one partition"
     if ident.identified:
@@ -390,7 +390,8 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         standing = f"stands out: score {score:.3f}" if ratio > threshold else "does not stand out of shuffled rows"
         fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name}; {hname} {standing})",
                            subgroup=hname,
-                           note=_identified_note(group, cs, ident, run.task.element_names()), run=run.name, step=step)
+                           note=_identified_note(group, cs, ident, run.task.element_names())
+                           + ("" if ident.stands_out else ":<br>colours are the top of a ranking of noise"), run=run.name, step=step)
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 

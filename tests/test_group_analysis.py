@@ -470,3 +470,19 @@ def test_explorer_names_coset_structure_only_where_it_stands_out(group_reports):
 
     assert "No coset structure stands out" in coset_note(group_reports["S4"]["run"])
     assert "is above the best F of W_U's vectors shuffled" in coset_note(gi.load_run("s5-post"))
+
+
+@pytest.mark.parametrize("spec", ["S4", "D7"])
+def test_tsne_figure_and_cosets_json_say_what_the_report_says(group_reports, spec):
+    """A 4-step run: the t-SNE title carries whether the partition stands out (with its score when it does),
+    and neither the t-SNE payload nor cosets' --json calls anything identified that does not stand out."""
+    tsne_rep, cos = group_reports[spec]["tsne"], group_reports[spec]["cosets"]
+    title = tsne_rep.figures["tsne_output_weights"].layout.title.text
+    if tsne_rep.payload["colour_by_stands_out"]:
+        assert "stands out: score" in title
+    else:
+        assert "does not stand out of shuffled rows" in title and not tsne_rep.payload["colour_by_identified"]
+        assert "colours are the top of a ranking of noise" in tsne_rep.figures["tsne_output_weights"].layout.legend.title.text
+    best = cos.payload["best"]
+    assert best["stands_out"] or (not best["identified"] and best["side"] is None and best["generators"] is None)
+    assert any(t.startswith("  conjugate and side not asked for") for t in cos.lines) == (not best["stands_out"])
