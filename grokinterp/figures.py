@@ -188,6 +188,9 @@ def neuron_clusters(shares: np.ndarray, clusters: dict[int, list[int]], threshol
         cols = [k - 1 for k in ks]
         fig.add_trace(go.Heatmap(z=shares[order][:, cols].T, y=[f"k = {k}" for k in ks], colorscale="Viridis",
                                  zmin=0, zmax=1, colorbar=dict(title="share")), 1, 2)
+    else:  # say why both panels are empty: no neuron's largest share reaches the cut
+        fig.add_annotation(text=f"no neuron clusters (largest share {shares.max():.2f} below cut {threshold})", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=16))
     fig.update_xaxes(title_text="key frequency k", type="category", row=1, col=1)
     fig.update_yaxes(title_text=f"neurons (share ≥ {threshold})", row=1, col=1)
     fig.update_xaxes(title_text="neuron (grouped by cluster)", row=1, col=2)
@@ -215,6 +218,9 @@ def logit_fourier_2d(norms: np.ndarray, names: list[str], title: str = "Logits i
     return style(fig)
 
 
+NO_KEYS = "no key frequencies: restricted/excluded loss need them"
+
+
 def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
     """Excluded loss, restricted loss, test/restricted loss ratio, sum of squared weights, Gini (Nanda Fig. 7).
 
@@ -224,8 +230,8 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
               "Gini coefficient of the Fourier norms")
     fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.1, horizontal_spacing=0.12,
                         specs=[[{}, {}], [{}, {}], [{}, None]])
-    keys = ", ".join(map(str, m.key_frequencies))
-    fig.update_layout(title=_title(f"Progress measures (key frequencies {keys})", run), width=WIDE, height=950,
+    keys = f"key frequencies {', '.join(map(str, m.key_frequencies))}" if m.key_frequencies else NO_KEYS
+    fig.update_layout(title=_title(f"Progress measures ({keys})", run), width=WIDE, height=950,
                       legend=dict(x=0.56, y=0.3, xanchor="left", yanchor="top", tracegroupgap=4))  # in the free sixth cell
     panels = [
         (1, 1, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("excluded (train)", m.excluded_loss, COLORS[3])],
@@ -244,6 +250,8 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
             shown.add(name)
         fig.update_yaxes(type=ytype, title_text=ytitle, row=row, col=col)
         add_phases(fig, phases, row, col, legend=(row, col) == (1, 1))
+    if not m.key_frequencies:  # the ratio panel (x3) is empty; excluded/restricted show only train and test
+        fig.add_annotation(text=NO_KEYS, xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False)
     fig.update_xaxes(title_text="step", row=3, col=1)  # the lowest panel of each column
     fig.update_xaxes(title_text="step", row=2, col=2)
     return style(fig)
