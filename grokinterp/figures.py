@@ -92,6 +92,23 @@ def _steps(steps, log_x: bool):
     return s[keep], keep
 
 
+def _note_if_empty(fig: go.Figure, s: np.ndarray, log_x: bool) -> go.Figure:
+    """Say so in the figure when no checkpoint is left to draw (only step 0, which a log axis leaves out)."""
+    if not len(s):
+        fig.add_annotation(text="no checkpoint after step 0: nothing to draw on a log-step axis" if log_x else "no checkpoints",
+                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=16))
+    return fig
+
+
+def _fraction_axis(fig: go.Figure, curves: dict) -> go.Figure:
+    """A sweep over one training fraction: centre it on a narrow axis (not -0.5..1.5) and keep the legend."""
+    fracs = {f for c in curves.values() for f in c.fracs}
+    if len(fracs) == 1:
+        f = fracs.pop()
+        fig.update_xaxes(range=[f - 0.1, f + 0.1], tickvals=[f])
+    return fig.update_layout(showlegend=True)
+
+
 def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True, log_x: bool = False) -> None:
     """Shade memorisation / circuit formation / cleanup (phases: a Phases or None), each a legend entry.
 
@@ -122,7 +139,7 @@ def loss_curves(metrics: dict, phases=None, title: str = "Train and test loss", 
     fig.add_trace(go.Scatter(x=s, y=metrics["train_loss"][keep], name="train", line=dict(color=COLORS[0])))
     fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="test", line=dict(color=COLORS[1])))
     add_phases(fig, phases, log_x=log_x)
-    return fig
+    return _note_if_empty(fig, s, log_x)
 
 
 def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy", *, log_x: bool = True,
@@ -133,7 +150,7 @@ def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy",
     s, keep = _steps(metrics["step"], log_x)
     fig.add_trace(go.Scatter(x=s, y=metrics["train_acc"][keep], name="train", line=dict(color=COLORS[1])))
     fig.add_trace(go.Scatter(x=s, y=metrics["test_acc"][keep], name="validation", line=dict(color=COLORS[2])))
-    return fig
+    return _note_if_empty(fig, s, log_x)
 
 
 def validation_loss(metrics: dict, title: str = "Validation loss", *, log_x: bool = True, run: str | None = None) -> go.Figure:
@@ -142,7 +159,7 @@ def validation_loss(metrics: dict, title: str = "Validation loss", *, log_x: boo
                xaxis_type="log" if log_x else "linear")
     s, keep = _steps(metrics["step"], log_x)
     fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="validation", line=dict(color=COLORS[1])))
-    return fig
+    return _note_if_empty(fig, s, log_x)
 
 
 # ---- Fourier ---------------------------------------------------------------------------------
@@ -409,7 +426,7 @@ def steps_vs_fraction(curves: dict, title: str) -> go.Figure:
                                  name="median not reached within the budget<br>(k/n: seeds that reached 99%)"))
     low = min([v for c in curves.values() for v in c.values if v is not None] + [budget])
     fig.update_yaxes(range=[np.log10(low) - 0.2, np.log10(max(top + [budget])) + 0.15], **log_ticks([low, budget, *top]))
-    return fig
+    return _fraction_axis(fig, curves)
 
 
 def accuracy_vs_fraction(curves: dict, title: str) -> go.Figure:
@@ -423,7 +440,7 @@ def accuracy_vs_fraction(curves: dict, title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=c.fracs, y=c.values, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)]),
                                  marker=dict(symbol=symbols[i % len(symbols)], size=max(5, 15 - 2 * i)),
                                  hovertext=[f"mean of {n} seeds" for n in c.runs]))
-    return fig
+    return _fraction_axis(fig, curves)
 
 
 # ---- writing ---------------------------------------------------------------------------------

@@ -273,3 +273,23 @@ def test_empty_panels_say_why_when_a_run_has_no_key_frequencies():
     assert "no neuron clusters (largest share 0.48 below cut 0.85)" in [a.text for a in fig.layout.annotations]
     m.key_frequencies = [3]
     assert not any(a.text == F.NO_KEYS for a in F.progress_panels(m).layout.annotations)
+
+
+def test_degenerate_axes_say_so_or_stay_readable():
+    """Only step 0: the log-step curves say nothing is left to draw (they were empty traces); one training
+    fraction: the sweep figures centre it (the axis ran -0.5..1.5) and fig2 keeps a legend naming the setting."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from grokinterp import figures as F
+
+    metrics = {"step": np.array([0]), "train_acc": np.array([0.1]), "test_acc": np.array([0.0]),
+               "train_loss": np.array([3.0]), "test_loss": np.array([3.1])}
+    for fig in (F.accuracy_curves(metrics), F.validation_loss(metrics), F.loss_curves(metrics, log_x=True)):
+        assert [a.text for a in fig.layout.annotations if "no checkpoint after step 0" in a.text]
+    assert not F.loss_curves(metrics).layout.annotations  # linear axis: step 0 is drawn
+    curves = {"x + y mod 97": SimpleNamespace(fracs=[0.5], values=[0.8], runs=[2], reached=[1], budget=1000)}
+    for fig in (F.accuracy_vs_fraction(curves, "fig2"), F.steps_vs_fraction(curves, "fig1")):
+        assert tuple(fig.layout.xaxis.range) == (0.4, 0.6) and fig.layout.showlegend
+        assert fig.data[0].name == "x + y mod 97"
