@@ -92,6 +92,23 @@ def _steps(steps, log_x: bool):
     return s[keep], keep
 
 
+def _note_if_empty(fig: go.Figure, s: np.ndarray, log_x: bool) -> go.Figure:
+    """Say so in the figure when no checkpoint is left to draw (only step 0, which a log axis leaves out)."""
+    if not len(s):
+        fig.add_annotation(text="no checkpoint after step 0: nothing to draw on a log-step axis" if log_x else "no checkpoints",
+                           xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font=dict(size=16))
+    return fig
+
+
+def _fraction_axis(fig: go.Figure, curves: dict) -> go.Figure:
+    """A sweep over one training fraction: centre it on a narrow axis (not -0.5..1.5) and keep the legend."""
+    fracs = {f for c in curves.values() for f in c.fracs}
+    if len(fracs) == 1:
+        f = fracs.pop()
+        fig.update_xaxes(range=[f - 0.1, f + 0.1], tickvals=[f])
+    return fig.update_layout(showlegend=True)
+
+
 def add_phases(fig: go.Figure, phases, row=None, col=None, legend: bool = True, log_x: bool = False) -> None:
     """Shade memorisation / circuit formation / cleanup (phases: a Phases or None), each a legend entry.
 
@@ -122,7 +139,7 @@ def loss_curves(metrics: dict, phases=None, title: str = "Train and test loss", 
     fig.add_trace(go.Scatter(x=s, y=metrics["train_loss"][keep], name="train", line=dict(color=COLORS[0])))
     fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="test", line=dict(color=COLORS[1])))
     add_phases(fig, phases, log_x=log_x)
-    return fig
+    return _note_if_empty(fig, s, log_x)
 
 
 def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy", *, log_x: bool = True,
@@ -133,7 +150,7 @@ def accuracy_curves(metrics: dict, title: str = "Train and validation accuracy",
     s, keep = _steps(metrics["step"], log_x)
     fig.add_trace(go.Scatter(x=s, y=metrics["train_acc"][keep], name="train", line=dict(color=COLORS[1])))
     fig.add_trace(go.Scatter(x=s, y=metrics["test_acc"][keep], name="validation", line=dict(color=COLORS[2])))
-    return fig
+    return _note_if_empty(fig, s, log_x)
 
 
 def validation_loss(metrics: dict, title: str = "Validation loss", *, log_x: bool = True, run: str | None = None) -> go.Figure:
@@ -142,7 +159,7 @@ def validation_loss(metrics: dict, title: str = "Validation loss", *, log_x: boo
                xaxis_type="log" if log_x else "linear")
     s, keep = _steps(metrics["step"], log_x)
     fig.add_trace(go.Scatter(x=s, y=metrics["test_loss"][keep], name="validation", line=dict(color=COLORS[1])))
-    return fig
+    return _note_if_empty(fig, s, log_x)
 
 
 # ---- Fourier ---------------------------------------------------------------------------------
@@ -188,6 +205,9 @@ def neuron_clusters(shares: np.ndarray, clusters: dict[int, list[int]], threshol
         cols = [k - 1 for k in ks]
         fig.add_trace(go.Heatmap(z=shares[order][:, cols].T, y=[f"k = {k}" for k in ks], colorscale="Viridis",
                                  zmin=0, zmax=1, colorbar=dict(title="share")), 1, 2)
+    else:  # say why both panels are empty: no neuron's largest share reaches the cut
+        fig.add_annotation(text=f"no neuron clusters (largest share {shares.max():.2f} below cut {threshold})", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=16))
     fig.update_xaxes(title_text="key frequency k", type="category", row=1, col=1)
     fig.update_yaxes(title_text=f"neurons (share ≥ {threshold})", row=1, col=1)
     fig.update_xaxes(title_text="neuron (grouped by cluster)", row=1, col=2)
@@ -215,6 +235,9 @@ def logit_fourier_2d(norms: np.ndarray, names: list[str], title: str = "Logits i
     return style(fig)
 
 
+NO_KEYS = "no key frequencies: restricted/excluded loss need them"
+
+
 def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
     """Excluded loss, restricted loss, test/restricted loss ratio, sum of squared weights, Gini (Nanda Fig. 7).
 
@@ -224,8 +247,8 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
               "Gini coefficient of the Fourier norms")
     fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.1, horizontal_spacing=0.12,
                         specs=[[{}, {}], [{}, {}], [{}, None]])
-    keys = ", ".join(map(str, m.key_frequencies))
-    fig.update_layout(title=_title(f"Progress measures (key frequencies {keys})", run), width=WIDE, height=950,
+    keys = f"key frequencies {', '.join(map(str, m.key_frequencies))}" if m.key_frequencies else NO_KEYS
+    fig.update_layout(title=_title(f"Progress measures ({keys})", run), width=WIDE, height=950,
                       legend=dict(x=0.56, y=0.3, xanchor="left", yanchor="top", tracegroupgap=4))  # in the free sixth cell
     panels = [
         (1, 1, [("train", m.train_loss, COLORS[0]), ("test", m.test_loss, COLORS[1]), ("excluded (train)", m.excluded_loss, COLORS[3])],
@@ -244,6 +267,8 @@ def progress_panels(m, phases=None, *, run: str | None = None) -> go.Figure:
             shown.add(name)
         fig.update_yaxes(type=ytype, title_text=ytitle, row=row, col=col)
         add_phases(fig, phases, row, col, legend=(row, col) == (1, 1))
+    if not m.key_frequencies:  # the ratio panel (x3) is empty; excluded/restricted show only train and test
+        fig.add_annotation(text=NO_KEYS, xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False)
     fig.update_xaxes(title_text="step", row=3, col=1)  # the lowest panel of each column
     fig.update_xaxes(title_text="step", row=2, col=2)
     return style(fig)
@@ -401,7 +426,7 @@ def steps_vs_fraction(curves: dict, title: str) -> go.Figure:
                                  name="median not reached within the budget<br>(k/n: seeds that reached 99%)"))
     low = min([v for c in curves.values() for v in c.values if v is not None] + [budget])
     fig.update_yaxes(range=[np.log10(low) - 0.2, np.log10(max(top + [budget])) + 0.15], **log_ticks([low, budget, *top]))
-    return fig
+    return _fraction_axis(fig, curves)
 
 
 def accuracy_vs_fraction(curves: dict, title: str) -> go.Figure:
@@ -415,7 +440,7 @@ def accuracy_vs_fraction(curves: dict, title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=c.fracs, y=c.values, name=name, mode="lines+markers", line=dict(color=COLORS[i % len(COLORS)]),
                                  marker=dict(symbol=symbols[i % len(symbols)], size=max(5, 15 - 2 * i)),
                                  hovertext=[f"mean of {n} seeds" for n in c.runs]))
-    return fig
+    return _fraction_axis(fig, curves)
 
 
 # ---- writing ---------------------------------------------------------------------------------

@@ -206,6 +206,8 @@ def _class_label(group, part) -> str:
 def _identified_note(group, cs, ident, names) -> str:
     """How far the data single out the best partition (see ``analysis.cosets.identify_best``)."""
     part = cs.partitions[ident.candidates[0]]
+    if not ident.stands_out:
+        return "does not stand out of shuffled rows"
     if len(ident.candidates) == 1:
         return "normal: one partition"
     if ident.identified:
@@ -216,20 +218,25 @@ def _identified_note(group, cs, ident, names) -> str:
 def _identified_label(group, cs, ident, names) -> str:
     """The best partition's class, with ``_identified_note``."""
     label, note = _class_label(group, cs.partitions[ident.candidates[0]]), _identified_note(group, cs, ident, names)
-    if len(ident.candidates) == 1:
+    if len(ident.candidates) == 1 or not ident.stands_out:
         return f"{label}, {note}"
     return f"{label}: {note}" if ident.identified else f"{label} {note}"
 
 
 def _identification_line(group, cs, ident) -> str:
+    from .analysis.cosets import MARGIN_SIGMAS
+
     n = len(ident.candidates)
+    if not ident.stands_out:
+        return "  conjugate and side not asked for: no coset structure stands out, so there is nothing to identify"
     if n == 1:
         return "  its left and right cosets are one partition (a normal subgroup): nothing to tell apart"
     lo, hi = ident.scores.min(), ident.scores.max()
     spread = f"the {n} partitions of its class (conjugates x sides) score {lo:.4f}-{hi:.4f}, random spread +-{ident.noise:.4f}"
+    lead = f"the best leads the runner-up by {ident.margin:.4f} ({ident.margin / max(ident.noise, 1e-12):.1f} spreads"
     if ident.identified:
-        return f"  conjugate and side identified: {spread}; the best leads the runner-up by {ident.margin:.4f}"
-    return (f"  conjugate and side cannot be told apart: {spread}; the best leads the runner-up by only {ident.margin:.4f} "
+        return f"  conjugate and side identified: {spread}; {lead}, above {MARGIN_SIGMAS:g})"
+    return (f"  conjugate and side cannot be told apart: {spread}; {lead}, not above {MARGIN_SIGMAS:g}) "
             "(one coset gH is also the right coset (gHg^-1)g)")
 
 
@@ -391,9 +398,9 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         group = run.task.group
         cs = coset_scores(X[None], group)
         best = cs.best()
-        ident = identify_best(cs, group, float(random_partition_scores(X[None], best.labels)[0].std()))
         threshold = float(shuffled_best_ratios(X[None], group, seed=seed)[0])
         ratio = float(cs.ratios[0, cs.best_index()])
+        ident = identify_best(cs, group, float(random_partition_scores(X[None], best.labels)[0].std()), ratio > threshold)
         payload["colour_by"] = _identified_label(group, cs, ident, run.task.element_names())
         payload["colour_by_identified"] = ident.identified
         payload.update(colour_by_variance_ratio=ratio, shuffled_best_variance_ratio=threshold,
@@ -401,9 +408,12 @@ def tsne_report(run: Run, step: int | None = None, seed: int = 0, k: int = 8) ->
         lines = [f"{run.name} at step {step:,}: t-SNE of the {group.n} output vectors, coloured by the top-ranked coset partition "
                  f"(variance ratio): {payload['colour_by']}", _structure_line("W_U", ratio, threshold, float(cs.scores[0, cs.best_index()])),
                  _identification_line(group, cs, ident)]
-        fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name})",
-                           subgroup=group.subgroups[best.subgroup].name,
-                           note=_identified_note(group, cs, ident, run.task.element_names()), run=run.name, step=step)
+        hname, score = group.subgroups[best.subgroup].name, float(cs.scores[0, cs.best_index()])
+        standing = f"stands out: score {score:.3f}" if ratio > threshold else "does not stand out of shuffled rows"
+        fig = F.tsne_group(xy, best.labels, run.task.element_names(), f"t-SNE of the output weights ({group.name}; {hname} {standing})",
+                           subgroup=hname,
+                           note=_identified_note(group, cs, ident, run.task.element_names())
+                           + ("" if ident.stands_out else ":<br>colours are the top of a ranking of noise"), run=run.name, step=step)
     return Report(payload, lines, {"tsne_output_weights": fig})
 
 
@@ -437,9 +447,9 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     n_cosets = group.n // h.order
     null = random_partition_scores(X[-1:], best.labels)[0]
     z = (cs.scores[-1, b] - null.mean()) / max(null.std(), 1e-12)
-    ident = identify_best(cs, group, float(null.std()))
     shuffled = shuffled_rows_null(X[-1], group)
     stands_out = bool(cs.ratios[-1, b] > shuffled.best_ratio)
+    ident = identify_best(cs, group, float(null.std()), stands_out)
     ranked = cs.ranked_classes(group)  # one partition per class, by variance ratio
     shares = irrep_shares(X[-1:], group)
     predicted = irrep_predicted_scores(shares, group, cs.partitions)[0]  # (P,) at the last checkpoint

@@ -248,3 +248,48 @@ def test_pngs_without_kaleidos_page_reloads_are_the_same_bytes(tmp_path):
     for k in figs:
         kept, reloaded = (tmp_path / d / f"{k}.png" for d in ("kept", "plotly"))
         assert kept.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and kept.read_bytes() == reloaded.read_bytes(), k
+
+
+def test_empty_panels_say_why_when_a_run_has_no_key_frequencies():
+    """A run trained 10 steps has no key frequencies and no neuron clusters: the progress figure's title and
+    its empty ratio panel say restricted/excluded loss need them (it read 'key frequencies )'), and the neuron
+    figure says its largest share is below the cut (it was two empty panels)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from grokinterp import figures as F
+
+    steps = np.array([0, 5, 10])
+    nan = np.full(3, np.nan)
+    m = SimpleNamespace(steps=steps, key_frequencies=[], train_loss=np.ones(3), test_loss=np.ones(3), excluded_loss=nan,
+                        restricted_loss=nan, sum_squared_weights=np.ones(3), gini_embedding=np.ones(3), gini_logit_map=np.ones(3))
+    fig = F.progress_panels(m)
+    assert F.NO_KEYS in fig.layout.title.text and "key frequencies )" not in fig.layout.title.text
+    assert [a.text for a in fig.layout.annotations if a.xref == "x3 domain"] == [F.NO_KEYS]
+    shares = np.full((6, 4), 0.1)
+    shares[2, 1] = 0.48
+    fig = F.neuron_clusters(shares, {}, 0.85)
+    assert "no neuron clusters (largest share 0.48 below cut 0.85)" in [a.text for a in fig.layout.annotations]
+    m.key_frequencies = [3]
+    assert not any(a.text == F.NO_KEYS for a in F.progress_panels(m).layout.annotations)
+
+
+def test_degenerate_axes_say_so_or_stay_readable():
+    """Only step 0: the log-step curves say nothing is left to draw (they were empty traces); one training
+    fraction: the sweep figures centre it (the axis ran -0.5..1.5) and fig2 keeps a legend naming the setting."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from grokinterp import figures as F
+
+    metrics = {"step": np.array([0]), "train_acc": np.array([0.1]), "test_acc": np.array([0.0]),
+               "train_loss": np.array([3.0]), "test_loss": np.array([3.1])}
+    for fig in (F.accuracy_curves(metrics), F.validation_loss(metrics), F.loss_curves(metrics, log_x=True)):
+        assert [a.text for a in fig.layout.annotations if "no checkpoint after step 0" in a.text]
+    assert not F.loss_curves(metrics).layout.annotations  # linear axis: step 0 is drawn
+    curves = {"x + y mod 97": SimpleNamespace(fracs=[0.5], values=[0.8], runs=[2], reached=[1], budget=1000)}
+    for fig in (F.accuracy_vs_fraction(curves, "fig2"), F.steps_vs_fraction(curves, "fig1")):
+        assert tuple(fig.layout.xaxis.range) == (0.4, 0.6) and fig.layout.showlegend
+        assert fig.data[0].name == "x + y mod 97"

@@ -86,10 +86,48 @@ def test_a_planted_side_and_conjugate_are_identified(S5):
     X, _ = planted(S5, h.elements, "left", noise=0.05)
     cs = coset_scores(X[None], S5)
     null = random_partition_scores(X[None], cs.best().labels)[0]
-    ident = identify_best(cs, S5, float(null.std()))
+    ident = identify_best(cs, S5, float(null.std()), stands_out=True)
     assert ident.identified and len(ident.candidates) == 10  # 5 conjugates x 2 sides
     best = cs.partitions[ident.candidates[0]]
     assert S5.subgroups[best.subgroup] == h and best.side == "left" and ident.margin > 10 * ident.noise
+
+
+def test_random_output_weights_have_no_identified_conjugate_or_side(S5):
+    """Untrained (Gaussian) W_U: the 10 partitions of a non-normal best class score alike, and the gap
+    between the top two exceeds one random spread often (the old rule 'margin > spread' named a conjugate
+    and side from noise); the MARGIN_SIGMAS rule names none, even were the partition taken to stand out."""
+    from grokinterp.analysis.cosets import MARGIN_SIGMAS
+
+    ratios, named = [], 0
+    for seed in range(20):
+        X = torch.tensor(np.random.default_rng(seed).normal(size=(S5.n, 128)))
+        cs = coset_scores(X[None], S5)
+        ident = identify_best(cs, S5, float(random_partition_scores(X[None], cs.best().labels)[0].std()), stands_out=True)
+        if ident.margin is not None:
+            ratios.append(ident.margin / ident.noise)
+            named += ident.identified
+    assert len(ratios) >= 10 and named == 0 and max(ratios) < MARGIN_SIGMAS
+    assert sum(r > 1 for r in ratios) >= 2  # what the one-spread rule would have called identified
+
+
+def test_no_identification_is_claimed_when_nothing_stands_out(S5):
+    """Planted tight cosets whose partition is taken not to stand out: nothing is identified, and neither
+    the label nor the line says 'identified' or names generators."""
+    from grokinterp.report import _identification_line, _identified_label, _identified_note
+
+    h = _subgroup(S5, "S4")
+    X, _ = planted(S5, h.elements, "left", noise=0.05)
+    cs = coset_scores(X[None], S5)
+    null = random_partition_scores(X[None], cs.best().labels)[0]
+    ident = identify_best(cs, S5, float(null.std()), stands_out=False)
+    names = [str(e) for e in S5.elements]
+    assert not ident.identified and ident.margin > 10 * ident.noise
+    line, label = _identification_line(S5, cs, ident), _identified_label(S5, cs, ident, names)
+    assert "not asked for" in line and "identified" not in line
+    assert "cosets of <" not in label and "does not stand out" in _identified_note(S5, cs, ident, names)
+    shown = identify_best(cs, S5, float(null.std()), stands_out=True)
+    assert "conjugate and side identified" in _identification_line(S5, cs, shown)
+    assert f"the left cosets of <{', '.join(names[g] for g in h.generators)}>" in _identified_label(S5, cs, shown, names)
 
 
 def test_partitions_of_a_class_cannot_be_told_apart_in_an_irrep_using_every_column(S5):
@@ -99,12 +137,13 @@ def test_partitions_of_a_class_cannot_be_told_apart_in_an_irrep_using_every_colu
     X = isotypic_projectors(S5)[S5.irrep_names.index("standard")]
     cs = coset_scores(X[None], S5)
     null = random_partition_scores(X[None], cs.best().labels)[0]
-    ident = identify_best(cs, S5, float(null.std()))
+    ident = identify_best(cs, S5, float(null.std()), stands_out=True)
     assert S5.subgroups[cs.best().subgroup].name == "S4" and len(ident.candidates) == 10
     assert not ident.identified and ident.margin < ident.noise
     a5 = next(i for i, p in enumerate(cs.partitions) if S5.subgroups[p.subgroup].name == "A5")
     cs.ratios[0, a5] = cs.ratios.max() + 1  # pretend A5 ranks first
-    assert len(identify_best(cs, S5, 0.0).candidates) == 1 and identify_best(cs, S5, 0.0).identified
+    normal = identify_best(cs, S5, 0.0, stands_out=True)
+    assert len(normal.candidates) == 1 and normal.identified
 
 
 def test_one_ranking_orders_classes_and_figure(S5):
@@ -351,7 +390,7 @@ def test_group_reports_speak_of_their_own_group(group_reports, spec):
     assert "Chughtai" not in text  # their ~85% is a number for S5 models only
     fig = tsne_rep.figures["tsne_output_weights"]
     h = tsne_rep.payload["colour_by"].split(" (")[0]  # the top-ranked subgroup, e.g. "D4"
-    assert f"({spec})" in fig.layout.title.text and all(t.name.endswith(f" of {h}") for t in fig.data)
+    assert f"({spec}; {h} " in fig.layout.title.text and all(t.name.endswith(f" of {h}") for t in fig.data)
     assert [t.name for t in fig.data][:2] == [f"coset 1 of {h}", f"coset 2 of {h}"]
 
 
@@ -431,3 +470,19 @@ def test_explorer_names_coset_structure_only_where_it_stands_out(group_reports):
 
     assert "No coset structure stands out" in coset_note(group_reports["S4"]["run"])
     assert "is above the best F of W_U's vectors shuffled" in coset_note(gi.load_run("s5-post"))
+
+
+@pytest.mark.parametrize("spec", ["S4", "D7"])
+def test_tsne_figure_and_cosets_json_say_what_the_report_says(group_reports, spec):
+    """A 4-step run: the t-SNE title carries whether the partition stands out (with its score when it does),
+    and neither the t-SNE payload nor cosets' --json calls anything identified that does not stand out."""
+    tsne_rep, cos = group_reports[spec]["tsne"], group_reports[spec]["cosets"]
+    title = tsne_rep.figures["tsne_output_weights"].layout.title.text
+    if tsne_rep.payload["colour_by_stands_out"]:
+        assert "stands out: score" in title
+    else:
+        assert "does not stand out of shuffled rows" in title and not tsne_rep.payload["colour_by_identified"]
+        assert "colours are the top of a ranking of noise" in tsne_rep.figures["tsne_output_weights"].layout.legend.title.text
+    best = cos.payload["best"]
+    assert best["stands_out"] or (not best["identified"] and best["side"] is None and best["generators"] is None)
+    assert any(t.startswith("  conjugate and side not asked for") for t in cos.lines) == (not best["stands_out"])
