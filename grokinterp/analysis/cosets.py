@@ -174,9 +174,9 @@ class Identification:
 MARGIN_SIGMAS = 3.0
 """How many random-partition spreads the best must lead the runner-up of its class by. The gap
 between the top two of 10 near-equal noisy scores exceeds one spread often: on 200 random Gaussian
-W_U (S5, 120 x 128, seeds 0-199), 167 had a non-normal best class; its margin exceeded 1 spread in
-57 (34%), 2 in 5 (3%), 3 in none (largest 2.66 spreads), so 3 spreads names a conjugate and side
-from noise in under 1 in 167 (``tests/test_group_analysis.py`` rechecks 20 of them)."""
+W_U (S5, 120 x 128, float64, seeds 0-199; the snippet in docs/analyses.md), 163 had a non-normal best
+class; its margin exceeded 1 spread in 45 (28%), 2 in 5 (3%), 3 in none (largest 2.25), so 3 spreads
+names a conjugate and side from noise in under 1 in 163 (``tests/test_group_analysis.py`` rechecks 20 of them)."""
 
 
 def identify_best(cs: CosetScores, group: FiniteGroup, noise: float, stands_out: bool, s: int = -1) -> Identification:
