@@ -645,6 +645,7 @@ def training_report(run: Run) -> Report:
     from . import figures as F
     from .analysis.phases import first_step
 
+    _ = run.config  # a sequence run has no accuracies: one line that points to `grokinterp phases`
     m = run.metrics
     grok = grokking_steps(run)
     memorised = first_step(m["step"], m["train_acc"] >= 0.99)
@@ -776,7 +777,9 @@ def phases_report(run_dir, compare=None) -> Report:
                "distinct_test_phase_changes": distinct_steps(list(test_pc.values())), "induction_formed_step": formed,
                "final": {k: float(v[-1]) for k, v in m.items() if k != "step"}}
     fmt = lambda d: ", ".join(f"{k} {_fmt_step(v)}" for k, v in d.items())  # noqa: E731
-    lines = [f"{run_dir.name}: {cfg['task']} on {cfg['model']}, {data}, {int(m['step'][-1]):,} steps",
+    last, planned = int(m["step"][-1]), int(cfg["steps"])
+    lines = [f"{run_dir.name}: {cfg['task']} on {cfg['model']}, {data}, "
+             + (f"{last:,} steps" if last >= planned else f"{last:,} of {planned:,} steps (unfinished: resume it to go on)"),
              f"  test loss below 10% of its start (phase change) at: {fmt(test_pc)}",
              f"  train loss phase change at: {fmt(train_pc)}",
              f"  distinct test phase changes: {payload['distinct_test_phase_changes']}"]
@@ -810,7 +813,12 @@ def phases_report(run_dir, compare=None) -> Report:
         mean_test = lambda mm: float(np.mean([v[-1] for k, v in mm.items() if k.startswith("test_")]))  # noqa: E731
         other = (f"; another task ({cfg2['task']}, not {cfg['task']}): its losses are on another table, so the panels "
                  "stand side by side without comparing like with like") if cfg2["task"] != cfg["task"] else ""
-        lines.append(f"  compared with {compare.name} ({b}): final mean test loss {mean_test(m2):.3g}, "
-                     f"against {mean_test(m):.3g} here{other}")
+        last2 = int(m2["step"][-1])
+        if compare.resolve() == run_dir.resolve():
+            other += "; that is this run itself"
+        elif last2 != last:
+            other += "; they end at different steps, so the two losses are not at a like point"
+        lines.append(f"  compared with {compare.name} ({b}): final mean test loss {mean_test(m2):.3g} at step {last2:,}, "
+                     f"against {mean_test(m):.3g} here at step {last:,}{other}")
         payload.update(compare=compare.name, compare_task=cfg2["task"], compare_final_mean_test_loss=mean_test(m2))
     return Report(payload, lines, figs)

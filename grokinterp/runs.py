@@ -20,6 +20,7 @@ import numpy as np
 
 from .config import ConfigError, RunConfig
 from .store import (
+    METRIC_FIELDS,
     RunError,
     checkpoint_path,
     checkpoint_steps_on_disk,
@@ -98,8 +99,9 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, np.ndarray]:
-        """Columns step, train_loss, train_acc, test_loss, test_acc as arrays (read afresh each time)."""
-        rows = read_metrics(self.path / "metrics.csv")
+        """Columns step, train_loss, train_acc, test_loss, test_acc as arrays (read afresh each time); a
+        sequence run's are step and its per-group losses and scores (``grokinterp.sequence_training``)."""
+        rows = read_metrics(self.path / "metrics.csv", METRIC_FIELDS if self.kind == "table" else None)
         keys = rows[0].keys() if rows else ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
         return {k: np.array([r[k] for r in rows]) for k in keys}
 

@@ -101,6 +101,23 @@ def test_sequence_training_and_phases_command(tmp_path, capsys):
     row = read_metrics(tmp_path / "repeat-1l" / "metrics.csv", fields=None)[-1]
     assert row["induction_best0"] >= row["induction_head0"] and 1 <= row["induction_offset0"] <= 16
     assert main(["fourier", "--run", "repeat-1l", "--runs-dir", str(tmp_path)]) == 1  # a sequence run is not a table run
+    import grokinterp as gi
+    from grokinterp.store import RunError
+
+    run = gi.load_run("repeat-1l", tmp_path)  # its metrics read as its own columns, not as a corrupt table run's
+    assert run.metrics["step"][-1] == 20 and "induction_best0" in run.metrics and "test_acc" not in run.metrics
+    with pytest.raises(RunError, match="is a sequence run; use `grokinterp phases"):
+        gi.training_curves(run)
+    # compared with itself, with a run ending elsewhere, and an unfinished run: each said
+    assert main(["phases", "--run", "repeat-1l", "--compare", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    assert "at step 20, against" in (out := capsys.readouterr().out) and "that is this run itself" in out
+    assert main(["phases", "--run", "add5-finite", "--compare", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    assert "end at different steps" not in capsys.readouterr().out  # both at step 20
+    record = json.loads((tmp_path / "repeat-1l" / "config.json").read_text())
+    record["config"]["steps"] = 100  # as a run killed at step 20 of 100 reads
+    (tmp_path / "repeat-1l" / "config.json").write_text(json.dumps(record))
+    assert main(["phases", "--run", "repeat-1l", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    assert "20 of 100 steps (unfinished" in capsys.readouterr().out
 
 
 def test_compared_runs_are_titled_by_their_settings_not_their_folders():
