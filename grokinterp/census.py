@@ -24,22 +24,32 @@ CSV_FIELDS = ["run", "seed", "frac", "steps", "memorised_step", "grokked_step", 
               "largest_stabiliser", "cosets_first_recovered_at"]
 
 
-def members_of_sweep(root: Path) -> tuple[list[dict], FiniteGroup]:
-    """The members of a sweep folder whose task is a group, with W_U at every saved step."""
+def members_of_sweep(root: Path) -> tuple[list[dict], FiniteGroup, list[str]]:
+    """The members of a sweep folder whose task is a group, with W_U at every saved step, and notes
+    (one per member) on those left out (not a group task, never trained past step 0) or unfinished
+    (counted as they stand)."""
     from .runs import Run
 
-    members, group = [], None
+    members, group, notes = [], None, []
     for d in sorted(p for p in Path(root).iterdir() if (p / "config.json").is_file()):
         run = Run(d)
-        if run.task.group is None or not run.steps:
+        if run.task.group is None:
+            notes.append(f"{d.name}: left out, not a group task ({run.task.formula})")
+            continue
+        if run.steps[-1:] in ([], [0]):
+            notes.append(f"{d.name}: left out, never trained (no checkpoint after step 0)")
             continue
         group = group or run.task.group
-        X = run.output_vectors()
-        members.append({"run": d.name, "seed": run.config.seed, "frac": run.config.frac, "steps": run.steps, "X": X,
-                        "metrics": run.metrics})
+        metrics = run.metrics
+        if int(metrics["step"][-1]) < run.config.steps:
+            notes.append(f"{d.name}: unfinished, counted as it stands (last logged step {int(metrics['step'][-1]):,} of "
+                         f"{run.config.steps:,}; resume the sweep to finish it)")
+        members.append({"run": d.name, "seed": run.config.seed, "frac": run.config.frac, "steps": run.steps,
+                        "X": run.output_vectors(), "metrics": metrics})
     if not members:
-        raise RunError(f"{root} holds no group runs with checkpoints; a census needs a sweep of group tasks (e.g. --tasks s5_mul)")
-    return members, group
+        raise RunError(f"{root} holds no group runs trained past step 0; a census needs a sweep of group tasks (e.g. --tasks s5_mul)"
+                       + "".join(f"\n  {n}" for n in notes))
+    return members, group, notes
 
 
 def census_table(members: list[dict], group: FiniteGroup, progress=None) -> list[dict]:
@@ -57,8 +67,9 @@ def census_table(members: list[dict], group: FiniteGroup, progress=None) -> list
     return rows
 
 
-def census_report(rows: list[dict], title: str) -> Report:
-    """Counts per irrep and per coset class, agreement of prediction and measurement, and the figure."""
+def census_report(rows: list[dict], title: str, notes: list[str] = ()) -> Report:
+    """Counts per irrep and per coset class, agreement of prediction and measurement, and the figure;
+    ``notes``: members left out or unfinished (``members_of_sweep``), printed after the counts."""
     from . import figures as F
 
     n = len(rows)
@@ -73,17 +84,18 @@ def census_report(rows: list[dict], title: str) -> Report:
              f"  W_U's dominant irrep (share > 50% and above its vectors shuffled over the elements) among those: {fmt(dominant)}",
              f"  the best partition stands out of W_U's vectors shuffled over the elements in {len(standing)}: "
              f"{fmt(Counter(r['best_class'] for r in standing))}",
-             f"  k-means recovers the cosets of the best class in {len(clustered)}: {fmt(classes)}",
-             f"  best class is a stabiliser of the dominant irrep in {sum(r['agrees'] for r in agree)} of {len(agree)} "
-             f"(the largest one in {sum(r['largest_stabiliser'] for r in agree)})"]
+             f"  k-means recovers the cosets of the best class in {len(clustered)}: {fmt(classes)}"]
     if agree:
-        lines.append(f"  per best class, among the {len(agree)} with a dominant irrep:")
+        lines += [f"  best class is a stabiliser of the dominant irrep in {sum(r['agrees'] for r in agree)} of {len(agree)} "
+                  f"(the largest one in {sum(r['largest_stabiliser'] for r in agree)})",
+                  f"  per best class, among the {len(agree)} with a dominant irrep:"]
     for cls in sorted({r["best_class"] for r in agree}):
         seeds = [r for r in agree if r["best_class"] == cls]
         lines.append(f"    {cls}: seeds {', '.join(str(r['seed']) for r in seeds)} "
                      f"(k-means recovers its cosets in {sum(r['clusters_into_cosets'] for r in seeds)})")
+    lines += [f"  {note}" for note in notes]
     payload = {"title": title, "seeds": n, "grokked": len(grokked), "dominant_irrep": dict(dominant),
-               "clustered_best_class": dict(classes), "rows": rows}
+               "clustered_best_class": dict(classes), "notes": list(notes), "rows": rows}
     figures = {"census": F.census_bars(rows, title)} if grokked else {}  # no empty figure: the lines say why
     return Report(payload, lines, figures)
 

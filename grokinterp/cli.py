@@ -430,10 +430,10 @@ def cmd_census(args) -> int:
     root = find_sweep(args.sweep, args.runs_dir)
     if root is None:
         raise RunError(f"no sweep named {args.sweep!r}; train one with `grokinterp sweep --name {args.sweep} --tasks s5_mul ...`")
-    members, group = members_of_sweep(root)
+    members, group, notes = members_of_sweep(root)
     with tqdm(total=len(members), unit="seed", desc="census", disable=args.json) as bar:
         rows = census_table(members, group, progress=bar.update)
-    report = census_report(rows, f"census of {root.name}")
+    report = census_report(rows, f"census of {root.name}", notes)
     write_csv(rows, root / "census.csv")
     report.lines.append(f"  table: {root / 'census.csv'}")
     written = []

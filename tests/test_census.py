@@ -76,11 +76,23 @@ def test_census_per_class_lines_count_only_generalised_seeds():
 def test_census_command_on_a_group_sweep(tmp_path, capsys):
     from grokinterp.sweep import SweepSpec, run_sweep
 
-    spec = SweepSpec(name="g", tasks=["s5_mul"], fracs=[0.5], seeds=[0, 1], model="tiny-1l", lr=1e-2, steps=20, checkpoint_every=10)
+    spec = SweepSpec(name="g", tasks=["s5_mul", "add"], fracs=[0.5], seeds=[0, 1], model="tiny-1l", lr=1e-2, steps=20,
+                     checkpoint_every=10, p=23)
     run_sweep(spec, tmp_path, progress=False)
+    member = next((tmp_path / "g").glob("s5_mul*_s1_*"))
+    record = json.loads((member / "config.json").read_text())
+    record["config"]["steps"] = 40  # as a member killed at step 20 of 40 reads
+    (member / "config.json").write_text(json.dumps(record))
     assert main(["census", "--sweep", "g", "--runs-dir", str(tmp_path), "--json", "--no-figures"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["seeds"] == 2 and len(out["rows"]) == 2 and (tmp_path / "g" / "census.csv").is_file()
+    # the modular members are not counted silently, the unfinished one is named, and nothing is counted out of 0
+    assert sum("left out, not a group task" in n for n in out["notes"]) == 2
+    assert [n for n in out["notes"] if "unfinished" in n] == [f"{member.name}: unfinished, counted as it stands (last logged step 20 of 40; "
+                                                              "resume the sweep to finish it)"]
+    assert main(["census", "--sweep", "g", "--runs-dir", str(tmp_path), "--no-figures"]) == 0
+    text = capsys.readouterr().out
+    assert "in 0 of 0" not in text and "left out, not a group task (x+y (mod 23))" in text
     assert main(["census", "--sweep", "nothing", "--runs-dir", str(tmp_path)]) == 1
     assert "no sweep named" in capsys.readouterr().err
 
