@@ -178,7 +178,8 @@ def _train_locked(cfg: SequenceConfig, run_dir: Path, dev: torch.device, resume:
     fields = ["step"] + [f"train_{n}" for n in names] + [f"test_{n}" for n in names]
     if isinstance(task, Repeat):
         fields += [f"induction_{kind}{h}" for kind in ("head", "best", "offset") for h in range(model.cfg.n_heads)]
-    for step in tqdm(range(start, cfg.steps + 1), initial=start, total=cfg.steps + 1, desc=cfg.name, unit="step", disable=not progress):
+    bar = tqdm(initial=start, total=cfg.steps, desc=cfg.name, unit="step", disable=not progress)  # counts updates: ends at steps/steps
+    for step in range(start, cfg.steps + 1):
         rng = np.random.default_rng([cfg.seed, 3, step])
         if train_set is None:
             batch = task.sample(rng, cfg.batch_size).to(dev)
@@ -205,10 +206,12 @@ def _train_locked(cfg: SequenceConfig, run_dir: Path, dev: torch.device, resume:
             atomic_write_tensors(checkpoint_path(run_dir, step), dict(model.named_parameters()), {"step": str(step)})
             _save_state(run_dir, model, opt, step)
         if step == cfg.steps:
+            bar.close()
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        bar.update(1)
 
 
 def _save_state(run_dir: Path, model, opt, step: int) -> None:
