@@ -137,22 +137,23 @@ def training_curves(run, runs_dir=None):
     return training_report(_run(run, runs_dir))
 
 
-def train_sequence(name: str, runs_dir=None, progress: bool = True, **changes) -> Run:
+def train_sequence(preset: str, /, runs_dir=None, progress: bool = True, resume: bool = False, **changes) -> Run:
     """Train a sequence preset (``add5``, ``repeat-2l``, ... as ``grokinterp train --run NAME``) and open it.
 
-    ``changes`` replace fields of the preset (``steps``, ``batch_size``, ``lr``, ``name``, ...; see
-    ``grokinterp.sequence_training.SequenceConfig``). Returns the run, ready for ``gi.phases``.
+    ``changes`` replace fields of the preset (``steps``, ``batch_size``, ``lr``, ``name`` (the run's
+    folder; the preset's name by default), ...; see ``grokinterp.sequence_training.SequenceConfig``).
+    ``resume``: continue the run of that name (a killed one, or with more ``steps``). Returns the run,
+    ready for ``gi.phases``.
     """
     import dataclasses
 
-    from .config import ConfigError
     from .sequence_training import SEQUENCE_PRESETS, train_sequence as _train_sequence
 
-    if name not in SEQUENCE_PRESETS:
-        raise ConfigError(f"unknown sequence preset {name!r}; choose one of: {', '.join(SEQUENCE_PRESETS)}")
-    cfg = dataclasses.replace(SEQUENCE_PRESETS[name], **changes)
-    command = f"gi.train_sequence({name!r}" + "".join(f", {k}={v!r}" for k, v in changes.items()) + ")"
-    return Run(_train_sequence(cfg, runs_dir, progress=progress, command=command))
+    if preset not in SEQUENCE_PRESETS:
+        raise ConfigError(f"unknown sequence preset {preset!r}; choose one of: {', '.join(SEQUENCE_PRESETS)}")
+    cfg = dataclasses.replace(SEQUENCE_PRESETS[preset], **changes)
+    command = f"gi.train_sequence({preset!r}" + "".join(f", {k}={v!r}" for k, v in changes.items()) + (", resume=True" if resume else "") + ")"
+    return Run(_train_sequence(cfg, runs_dir, progress=progress, command=command, resume=resume))
 
 
 _show_note = False

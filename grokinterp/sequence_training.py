@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from numbers import Integral
 import time
 import warnings
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ class SequenceConfig:
     def __post_init__(self):
         if self.task not in SEQUENCE_TASKS:
             raise ConfigError(f"unknown sequence task {self.task!r}; choose {', '.join(SEQUENCE_TASKS)}")
+        for f in ("n_train", "batch_size", "steps", "log_every", "checkpoint_every", "test_size", "seed", "repeat_length", "repeat_sub_len"):
+            value = getattr(self, f)
+            if not (value is None and f in ("n_train", "batch_size")) and (not isinstance(value, Integral) or isinstance(value, bool)):
+                raise ConfigError(f"{f} must be an integer, got {value!r}")  # before anything is written: 2.5 steps is no run
         checks = [
             (self.n_train is None or self.n_train >= 1, "n_train must be positive (or None for infinite data)"),
             (self.batch_size is not None or self.n_train is not None, "full-batch training needs a finite training set (n_train)"),

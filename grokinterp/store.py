@@ -89,7 +89,7 @@ def run_dir_to_write(name: str, runs_dir: str | Path | None = None, resume: bool
         where = ", ".join(str(d) for d in search_dirs(runs_dir))
         raise RunError(f"no run named {name!r} to resume in {where}; train it without --resume")
     if not resume and (run_dir / "config.json").exists():
-        raise RunNameError(f"run {name!r} already exists in {run_dir.parent}; add --resume to continue it, or choose another --name")
+        raise RunNameError(f"run {name!r} already exists in {run_dir.parent}; add --resume to continue it, or choose another --name (in Python: resume=True, or name=...)")
     return run_dir
 
 

@@ -212,3 +212,21 @@ def test_log_every_flag_sets_the_metric_interval_kept_on_resume(tmp_path, capsys
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert steps("le") == [0, 2, 3, 4, 5]  # the refused resume changed nothing
+
+
+def test_train_sequence_takes_a_name_refuses_float_steps_before_writing_and_resumes(tmp_path):
+    """`gi.train_sequence` names its run through ``name`` (the preset is positional), refuses 2.5 steps
+    before any file is written (it used to leave a config.json and a lock behind), and resumes in Python."""
+    import grokinterp as gi
+    from grokinterp.config import ConfigError
+    from grokinterp.store import RunNameError
+
+    with pytest.raises(ConfigError, match="steps must be an integer, got 2.5"):
+        gi.train_sequence("repeat-1l", runs_dir=tmp_path, steps=2.5, progress=False)
+    assert not (tmp_path / "repeat-1l").exists()
+    run = gi.train_sequence("repeat-1l", runs_dir=tmp_path, name="mine", steps=4, log_every=2, progress=False)
+    assert run.path == tmp_path / "mine" and run.metrics["step"].tolist() == [0, 2, 4]
+    with pytest.raises(RunNameError, match="in Python: resume=True, or name="):
+        gi.train_sequence("repeat-1l", runs_dir=tmp_path, name="mine", steps=4, log_every=2, progress=False)
+    run = gi.train_sequence("repeat-1l", runs_dir=tmp_path, name="mine", steps=6, log_every=2, progress=False, resume=True)
+    assert run.metrics["step"].tolist() == [0, 2, 4, 6]
