@@ -403,6 +403,9 @@ def cmd_sweep(args) -> int:
     for t in spec.tasks:
         if t not in TASKS:
             raise UsageError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
+        if t.startswith("group_"):  # a sweep has no --group: its members name their group by their task
+            raise UsageError(f"`sweep` takes tasks that name their group (s5_mul, s5_conj, ...); {t} needs --group, "
+                             f"which only `train` takes: train each run with `grokinterp train --task {t} --group G ...`")
     spec.configs()  # validates every member before any training
     root = run_sweep(spec, args.runs_dir, args.max_ensemble, args.backend, args.device, args.ray_address, progress=not args.json,
                      workers=args.workers)
@@ -413,11 +416,20 @@ def cmd_sweep(args) -> int:
     never = lambda step: "never" if step is None else str(step)  # steps to 99%: None when not reached within the budget
     lines += [f"  {r['run']:<36} {never(r['memorised_step']):>9} {never(r['grokked_step']):>9} {r['best_test_acc']:>9.3f}" for r in rows]
     runs_dir = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
-    lines.append(f"  open a member as --run {spec.name}/MEMBER, e.g. `grokinterp fourier --run {spec.name}/{rows[0]['run']}{runs_dir}`")
+    first = next(c for c in spec.configs() if c.name == rows[0]["run"])
+    lines.append(f"  open a member as --run {spec.name}/MEMBER, e.g. `grokinterp {_analysis_for(first.make_task())} "
+                 f"--run {spec.name}/{rows[0]['run']}{runs_dir}`")
     if written:
         lines.append(f"  figures: {len(written)} files in {Path(written[0]).parent}")
     _emit(args, {"sweep": spec.name, "results": rows, "figures": written}, lines)
     return 0
+
+
+def _analysis_for(task) -> str:
+    """The command a hint suggests for a run of ``task``: fourier on a full modular table, cosets on a group, else figures."""
+    if task.group is not None:
+        return "cosets"
+    return "fourier" if task.is_modular and len(task) == task.p * task.p and task.p % 2 else "figures"
 
 
 def cmd_census(args) -> int:
@@ -487,7 +499,10 @@ def cmd_import(args) -> int:
                      f"{c['recorded']:.6g}, difference {c['difference']:+.2e}")
     if not s["loss_check"]:
         lines.append("  the source records no losses to check against")
-    lines.append(f"  analyse it: grokinterp fourier --run {s['run']}" + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))
+    from .runs import Run
+
+    lines.append(f"  analyse it: grokinterp {_analysis_for(Run(run_dir).task)} --run {s['run']}"
+                 + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))
     _emit(args, s, lines)
     return 0
 

@@ -126,3 +126,19 @@ def test_one_sweep_lookup_serves_census_and_sweep_members(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err == ("grokinterp census: error: no sweep named 'nothing'; train one with `grokinterp sweep --name nothing "
                    "--tasks s5_mul ...`\n")
+
+
+def test_hints_suggest_an_analysis_that_applies_to_the_task():
+    """The sweep summary and `import` suggest a command: fourier on a modular table, cosets on a group
+    (a group sweep's hint named fourier, which refuses group runs)."""
+    import grokinterp as gi
+    from grokinterp.cli import _analysis_for
+
+    assert _analysis_for(gi.preset("s5").make_task()) == "cosets"
+    assert _analysis_for(gi.preset("tiny23").make_task()) == "fourier"
+
+
+def test_a_sweep_of_a_task_that_needs_a_group_says_where_the_group_goes(tmp_path, capsys):
+    assert main(["sweep", "--name", "x", "--tasks", "group_mul", "--runs-dir", str(tmp_path)]) == 2
+    assert "only `train` takes: train each run with `grokinterp train --task group_mul --group G" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
