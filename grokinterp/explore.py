@@ -321,14 +321,27 @@ def _sequence_panels(run, steps) -> list[Panel]:
         changes = phase_changes(m, f"{split}_")
         said = ", ".join(f"{k} {v:,}" for k, v in changes.items() if v is not None) or "none yet"
         panel = Panel(_figure(f"{run.name}: {split} loss per part (log)", xaxis_title="step", yaxis_type="log"),
-                      f"One curve per answer digit / part; each falls in its own phase change (loss below 10% of its start: {said}).")
+                      f"One curve per answer digit / part; phase changes (a part's loss below 10% of its start, as "
+                      f"`grokinterp phases`): {said}.")
         _curves(panel, steps, m["step"], [(k[len(split) + 1:], m[k], COLORS[i % len(COLORS)]) for i, k in enumerate(cols)], at)
         panels.append(panel)
     heads = [k for k in m if k.startswith("induction_head")]
     if heads:
-        panel = Panel(_figure(f"{run.name}: induction score per head (last layer)", xaxis_title="step", yaxis_range=[0, 1.03]),
-                      "Attention from each token to the one after its previous occurrence: an induction head scores near 1.")
-        _curves(panel, steps, m["step"], [(f"head {i}", m[k], COLORS[i % len(COLORS)]) for i, k in enumerate(heads)], at)
+        from .analysis.phase_changes import induction_formation_step
+        from .report import CIRCUIT_THRESHOLD
+
+        best = [k for k in m if k.startswith("induction_best")]
+        curves = [(f"head {i}, offset 1", m[k], COLORS[i % len(COLORS)]) for i, k in enumerate(heads)]
+        note = ("Attention from each token to the one after its previous occurrence (offset 1): a textbook induction head "
+                "scores near 1.")
+        if best:  # the score at each head's best offset, which `grokinterp phases` reads the circuit from
+            curves += [(f"head {i}, best offset", m[k], COLORS[i % len(COLORS)]) for i, k in enumerate(best)]
+            formed = induction_formation_step(m, CIRCUIT_THRESHOLD, prefix="induction_best")
+            note += (f" At its best offset (the one it scores highest at; `grokinterp phases` names it) a head passes {CIRCUIT_THRESHOLD} "
+                     + (f"first at step {formed:,}: the circuit `grokinterp phases` reports." if formed is not None
+                        else "at no logged step: no circuit yet."))
+        panel = Panel(_figure(f"{run.name}: induction score per head (last layer)", xaxis_title="step", yaxis_range=[0, 1.03]), note)
+        _curves(panel, steps, m["step"], curves, at)
         panels.append(panel)
     return panels
 

@@ -119,7 +119,8 @@ def test_sequence_run_panels(tmp_path):
     atomic_write_json(tmp_path / "config.json", {"kind": "sequence", "config": {"task": "repeat"}})
     steps = np.arange(0, 101, 10)
     rows = [{"step": int(s), "train_part0": 5 * np.exp(-s / 20), "test_part0": 5 * np.exp(-s / 30),
-             **{f"induction_head{h}": min(1.0, s / (40 + 30 * h)) for h in range(2)}} for s in steps]
+             **{f"induction_head{h}": min(1.0, s / (40 + 30 * h)) for h in range(2)},
+             **{f"induction_best{h}": min(1.0, s / 50) for h in range(2)}} for s in steps]
     write_metrics(tmp_path / "metrics.csv", rows, list(rows[0]))
     for s in (0, 50, 100):
         atomic_write_tensors(checkpoint_path(tmp_path, s), {"w": torch.zeros(1)})
@@ -131,8 +132,10 @@ def test_sequence_run_panels(tmp_path):
     assert titles == [f"{run.name}: test loss per part (log)", f"{run.name}: train loss per part (log)",
                       f"{run.name}: induction score per head (last layer)"]
     heads = data["panels"][2]["updates"][1]["values"]  # marker y: each head's score at each checkpoint
-    np.testing.assert_allclose(heads, [[0, 0], [1, 50 / 70], [1, 1]], rtol=1e-6)
-    assert "of its start: part0 70)" in page  # test loss first below 10% of its start at step 70: 5 e^(-70/30) < 0.5
+    np.testing.assert_allclose(heads, [[0, 0, 0, 0], [1, 50 / 70, 1, 1], [1, 1, 1, 1]], rtol=1e-6)  # offset 1, then best offset
+    assert "`grokinterp phases`): part0 70." in page  # test loss first below 10% of its start at step 70: 5 e^(-70/30) < 0.5
+    # the best-offset scores are drawn and the note gives the step the circuit passes 0.3 (20/50 >= 0.3 at step 20)
+    assert "head 1, best offset" in page and "0.3 first at step 20: the circuit `grokinterp phases` reports" in page
 
 
 # ---- in a real browser -----------------------------------------------------------------------------
