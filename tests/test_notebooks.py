@@ -56,4 +56,4 @@ def test_show_falls_back_to_the_interactive_figure_with_one_note(monkeypatch, ca
     for fig in figs:
         gi.show(fig)
     assert shown == figs
-    assert capsys.readouterr().out.count("note: no static PNG (RuntimeError)") == 1
+    assert capsys.readouterr().out.count("note: no static PNG (RuntimeError: no Chrome); showing interactive figures.") == 1
