@@ -95,8 +95,6 @@ def cosets(run, matrix: str = "W_U", clusters: str = "kmeans", runs_dir=None):
     """Coset structure of W_U or W_E over training (``grokinterp cosets``; group tasks)."""
     from .report import cosets_report
 
-    if matrix not in ("W_U", "W_E"):
-        raise ConfigError(f"unknown matrix {matrix!r}; choose W_U or W_E")
     if clusters not in ("kmeans", "agglomerative"):
         raise ConfigError(f"unknown clusters {clusters!r}; choose kmeans or agglomerative")
     return cosets_report(_run(run, runs_dir), matrix=matrix, clusters=clusters)

@@ -430,15 +430,13 @@ def cosets_report(run: Run, matrix: str = "W_U", clusters: str = "kmeans") -> Re
     from .analysis.cosets import (class_fraction, cluster_cosets, coset_scores, identify_best, irrep_predicted_scores,
                                   random_partition_scores, same_partition, shuffled_best_ratios, shuffled_rows_null)
     from .analysis.representations import fixed_dimensions, irrep_column_ranks, irrep_shares, stabilising_subgroups
+    from .config import ConfigError
 
+    if matrix not in ("W_U", "W_E"):
+        raise ConfigError(f"unknown matrix {matrix!r}; choose W_U or W_E")
     group = _require_group(run, "cosets")
     steps = np.array(run.steps)
-    if matrix == "W_U":
-        X = run.output_vectors()
-    elif matrix == "W_E":
-        X = run.stacked_weights(names=["embed.W_E"])["embed.W_E"][:, : group.n]
-    else:
-        raise RunError(f"unknown matrix {matrix!r}; choose W_U or W_E")
+    X = run.output_vectors() if matrix == "W_U" else run.stacked_weights(names=["embed.W_E"])["embed.W_E"][:, : group.n]
     names = run.task.element_names()
     cs = coset_scores(X, group)
     b = cs.best_index()
